@@ -60,3 +60,31 @@ def relabel(records: Sequence[ImageRecord]) -> tuple[tuple[ImageRecord, ...], di
     """
     mapping = {pid: label for label, pid in enumerate(sorted({r.pid for r in records}))}
     return tuple(dataclasses.replace(r, pid=mapping[r.pid]) for r in records), mapping
+
+
+def holdout_identities(records: Sequence[ImageRecord], num_ids: int, seed: int = 0
+                       ) -> tuple[tuple[ImageRecord, ...], tuple[ImageRecord, ...], tuple[ImageRecord, ...]]:
+    """Holds out `num_ids` training identities as a validation query/gallery split.
+
+    Only identities seen by at least two cameras can be held out. For each held-out identity,
+    the images of its lowest camera id are queries and the others gallery (cross-camera, so no
+    image is junk).
+
+    Returns:
+      (kept training records, validation query records, validation gallery records).
+
+    Raises:
+      ValueError: num_ids is negative or larger than the identities with two cameras.
+    """
+    cams: dict[int, set[int]] = {}
+    for r in records:
+        cams.setdefault(r.pid, set()).add(r.camid)
+    eligible = sorted(pid for pid, c in cams.items() if len(c) >= 2 and pid >= 0)
+    if not 0 <= num_ids <= len(eligible):
+        raise ValueError(f"cannot hold out {num_ids} identities: {len(eligible)} training "
+                         "identities have images from two or more cameras")
+    held = set(np.random.default_rng(seed).permutation(eligible)[:num_ids].tolist())
+    kept = tuple(r for r in records if r.pid not in held)
+    query = tuple(r for r in records if r.pid in held and r.camid == min(cams[r.pid]))
+    gallery = tuple(r for r in records if r.pid in held and r.camid != min(cams[r.pid]))
+    return kept, query, gallery

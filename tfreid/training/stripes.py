@@ -1,0 +1,196 @@
+"""Training of the stripe-feature models (siamese LSTM, Eq. 8-9 MLP baselines) on one channel.
+
+The inputs are precomputed stripe features [N, R, d] of one channel (LOMO or Color Names).
+Two objectives:
+- "contrastive": the paper's set-up. Siamese pairs (every positive pair plus, per image, twice
+  as many hard negatives mined in the input feature space), batches of 100 pairs, contrastive
+  loss (margin 0.5) summed over the pairs, RMSProp (rho 0.95, element-wise clip 5).
+- "rank_triplet" / "rank_triplet_baseline" / "batch_hard": P x K batches of stripe features
+  with a list-wise or batch loss on the embeddings (Chen, Duffner et al. 2021), same optimizer.
+After every epoch the held-out validation identities are ranked (query: their first camera,
+gallery: their second) and the best rank-1 epoch is kept (early stopping).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfreid import losses
+from tfreid.data.pairs import PairSampler
+from tfreid.data.pipeline import PKSampler
+from tfreid.evaluation import evaluate, pairwise_distance
+from tfreid.models.mlp_baseline import build_stripe_mlp
+from tfreid.models.siamese_lstm import build_siamese, build_stripe_lstm, siamese_optimizer
+from tfreid.training.loop import EarlyStopping, ResumableLoop
+
+ARCHITECTURES = ("lstm", "mlp")
+OBJECTIVES = ("contrastive", "rank_triplet", "rank_triplet_baseline", "batch_hard")
+
+
+@dataclasses.dataclass
+class StripeTrainConfig:
+    """Hyper-parameters of one channel's stripe model (each is a flag of tools/train.py)."""
+
+    architecture: str = "lstm"
+    hidden_units: int = 50
+    lstm_mode: str = "per_scale"
+    mlp_layers: int = 1
+    mlp_activation: str = "tanh"
+    objective: str = "contrastive"
+    margin: float = 0.5
+    learning_rate: float = 1e-3
+    lr_decay: float = 0.95
+    batch_size: int = 100
+    pk_p: int = 16
+    pk_k: int = 4
+    epochs: int = 20
+    patience: int = 5
+    negatives_per_positive: int = 2
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        for name in ("hidden_units", "mlp_layers", "batch_size", "pk_p", "pk_k", "epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclasses.dataclass
+class ViewSplit:
+    """Features of a query/gallery evaluation split of one channel.
+
+    Attributes:
+      query, gallery: float32 [n, R, d].
+      q_pids, g_pids, q_camids, g_camids: int [n].
+    """
+
+    query: np.ndarray
+    gallery: np.ndarray
+    q_pids: np.ndarray
+    g_pids: np.ndarray
+    q_camids: np.ndarray
+    g_camids: np.ndarray
+
+
+def build_stripe_model(config: StripeTrainConfig, num_rows: int, feature_dim: int,
+                       scales: Sequence[int] | None = None, name: str = "stripe_model") -> keras.Model:
+    """The embedding branch [B, R, d] -> [B, k] that `config` describes."""
+    if config.architecture == "lstm":
+        return build_stripe_lstm(num_rows, feature_dim, config.hidden_units, scales=scales,
+                                 mode=config.lstm_mode, seed=config.seed, name=name)
+    return build_stripe_mlp(num_rows, feature_dim, config.mlp_layers, activation=config.mlp_activation,
+                            hidden_units=config.hidden_units, seed=config.seed, name=name)
+
+
+def embed(model: keras.Model, features: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Embeddings [N, k] float32 of features [N, R, d], in inference mode."""
+    out = [model(tf.convert_to_tensor(features[i:i + batch_size]), training=False).numpy()
+           for i in range(0, len(features), batch_size)]
+    return np.concatenate(out, axis=0) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+def rank_split(model: keras.Model, split: ViewSplit, max_rank: int = 20):
+    """EvalResult of ranking split.gallery for split.query by Euclidean embedding distance."""
+    dist = pairwise_distance(embed(model, split.query), embed(model, split.gallery), "euclidean")
+    return evaluate(dist, split.q_pids, split.g_pids, split.q_camids, split.g_camids,
+                    max_rank=min(max_rank, len(split.gallery)), ap="market")
+
+
+def train_stripe_model(config: StripeTrainConfig, train_features: np.ndarray, train_pids: np.ndarray,
+                       train_camids: np.ndarray, validation: ViewSplit, out_dir: str | Path, *,
+                       scales: Sequence[int] | None = None, resume: bool = False,
+                       log: Callable[[str], None] = print) -> tuple[keras.Model, list[dict]]:
+    """Trains one channel's embedding with early stopping on validation rank-1.
+
+    Args:
+      config: hyper-parameters.
+      train_features: float32 [N, R, d]; train_pids, train_camids: int [N].
+      validation: held-out identities, ranked after every epoch.
+      out_dir: run folder (checkpoints, best.weights.h5, history.jsonl, tensorboard/).
+      scales: rows per scale for the LSTM (e.g. (24, 11, 5) for LOMO), None for one scale.
+      resume: continue a killed run from its last checkpoint.
+      log: progress printer.
+
+    Returns:
+      (embedding model with the best epoch's weights, per-epoch history).
+    """
+    train_features = np.asarray(train_features, np.float32)
+    if train_features.ndim != 3:
+        raise ValueError(f"train_features must be [N, rows, dim], got shape {train_features.shape}")
+    n, num_rows, dim = train_features.shape
+    if validation.query.shape[1:] != (num_rows, dim) or validation.gallery.shape[1:] != (num_rows, dim):
+        raise ValueError(f"validation features {validation.query.shape[1:]} / {validation.gallery.shape[1:]} "
+                         f"do not match the training features' (rows, dim) = {(num_rows, dim)}")
+    keras.utils.set_random_seed(config.seed)
+    model = build_stripe_model(config, num_rows, dim, scales)
+    features_tensor = tf.convert_to_tensor(train_features)
+
+    if config.objective == "contrastive":
+        sampler = PairSampler(train_features, train_pids, train_camids, batch_size=config.batch_size,
+                              seed=config.seed, negatives_per_positive=config.negatives_per_positive)
+        steps_per_epoch = -(-len(sampler.pairs(0)) // config.batch_size)
+        log(f"pairs per epoch: {len(sampler.pairs(0))} ({sampler.pairs(0).num_positive} positive)")
+    else:
+        pk_sampler = PKSampler(train_pids, config.pk_p, config.pk_k, config.seed)
+        steps_per_epoch = pk_sampler.steps_per_epoch
+    optimizer = siamese_optimizer(config.learning_rate, config.lr_decay, steps_per_epoch)
+    siamese = build_siamese(model)
+    margin = float(config.margin)
+
+    @tf.function(reduce_retracing=True)
+    def pair_step(x_i, x_j, label):
+        with tf.GradientTape() as tape:
+            d = siamese([x_i, x_j], training=True)
+            loss = tf.reduce_sum(losses.contrastive_pair_loss(label, d, margin))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    batch_loss = {"rank_triplet": lambda y, e: losses.rank_triplet_loss(y, e, margin),
+                  "rank_triplet_baseline": lambda y, e: losses.rank_triplet_loss(y, e, margin, weighted=False),
+                  "batch_hard": lambda y, e: losses.batch_hard_triplet_loss(y, e, margin)}.get(config.objective)
+
+    @tf.function(reduce_retracing=True)
+    def list_step(index, labels):
+        with tf.GradientTape() as tape:
+            loss = batch_loss(labels, model(tf.gather(features_tensor, index), training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    def train_epoch(epoch: int) -> dict:
+        progbar = keras.utils.Progbar(steps_per_epoch, verbose=1 if log is print else 0,
+                                      stateful_metrics=["loss"])
+        total, steps = 0.0, 0
+        if config.objective == "contrastive":
+            for (x_i, x_j), label in sampler.dataset(epoch):
+                total += float(pair_step(x_i, x_j, label))
+                steps += 1
+                progbar.update(steps, [("loss", total / steps)])
+        else:
+            labels_all = np.asarray(train_pids, np.int32)
+            for index in pk_sampler.epoch(epoch):
+                total += float(list_step(tf.constant(index), tf.constant(labels_all[index])))
+                steps += 1
+                progbar.update(steps, [("loss", total / steps)])
+        return {"loss": total / max(steps, 1),
+                "learning_rate": float(optimizer.learning_rate)}
+
+    def validate(epoch: int) -> dict:
+        result = rank_split(model, validation)
+        return {"val_rank1": float(result.cmc[0]), "val_map": float(result.mAP)}
+
+    loop = ResumableLoop(model, optimizer, out_dir, config.epochs,
+                         EarlyStopping("val_rank1", "max", config.patience), resume=resume, log=log)
+    history = loop.run(train_epoch, validate)
+    loop.restore_best()
+    return model, history
