@@ -88,3 +88,12 @@ def holdout_identities(records: Sequence[ImageRecord], num_ids: int, seed: int =
     query = tuple(r for r in records if r.pid in held and r.camid == min(cams[r.pid]))
     gallery = tuple(r for r in records if r.pid in held and r.camid != min(cams[r.pid]))
     return kept, query, gallery
+
+
+def train_val_test_parts(split: ReIDSplit, num_val_ids: int, seed: int = 0
+                         ) -> dict[str, tuple[ImageRecord, ...]]:
+    """Parts of a run: "train", "val_query", "val_gallery" (held-out training identities, see
+    `holdout_identities`), and the test "query" and "gallery"."""
+    train, val_query, val_gallery = holdout_identities(split.train, num_val_ids, seed)
+    return {"train": train, "val_query": val_query, "val_gallery": val_gallery,
+            "query": split.query, "gallery": split.gallery}

@@ -108,6 +108,7 @@ def rank_split(model: keras.Model, split: ViewSplit, max_rank: int = 20):
 def train_stripe_model(config: StripeTrainConfig, train_features: np.ndarray, train_pids: np.ndarray,
                        train_camids: np.ndarray, validation: ViewSplit, out_dir: str | Path, *,
                        scales: Sequence[int] | None = None, resume: bool = False,
+                       name: str = "stripe_model",
                        log: Callable[[str], None] = print) -> tuple[keras.Model, list[dict]]:
     """Trains one channel's embedding with early stopping on validation rank-1.
 
@@ -118,6 +119,7 @@ def train_stripe_model(config: StripeTrainConfig, train_features: np.ndarray, tr
       out_dir: run folder (checkpoints, best.weights.h5, history.jsonl, tensorboard/).
       scales: rows per scale for the LSTM (e.g. (24, 11, 5) for LOMO), None for one scale.
       resume: continue a killed run from its last checkpoint.
+      name: the embedding model's name (unique when several are combined into one model).
       log: progress printer.
 
     Returns:
@@ -131,7 +133,7 @@ def train_stripe_model(config: StripeTrainConfig, train_features: np.ndarray, tr
         raise ValueError(f"validation features {validation.query.shape[1:]} / {validation.gallery.shape[1:]} "
                          f"do not match the training features' (rows, dim) = {(num_rows, dim)}")
     keras.utils.set_random_seed(config.seed)
-    model = build_stripe_model(config, num_rows, dim, scales)
+    model = build_stripe_model(config, num_rows, dim, scales, name=name)
     features_tensor = tf.convert_to_tensor(train_features)
 
     if config.objective == "contrastive":

@@ -1,0 +1,209 @@
+"""The siamese LSTM experiment end to end: images -> stripe features -> one network per channel
+-> score fusion -> test report (Varior et al., ECCV 2016, Sec. 3 and 4).
+
+Run folder layout (`out_dir`):
+  features/<channel>.npz      stripe features of train / validation / test images (a cache: a
+                              resumed run does not featurise again), codebook.npy for Color Names
+  <channel>/                  that channel's training run (checkpoints, best.weights.h5, ...)
+  model.keras                 raw uint8/float images [B, H, W, 3] -> {channel: embedding}
+  metrics.json                test report per channel, fused, and for the input features
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfreid.data.records import ReIDSplit, arrays, train_val_test_parts
+from tfreid.evaluation import pairwise_distance
+from tfreid.evaluation.protocols import fuse_scores
+from tfreid.features import ColorNamesLayer, LomoLayer, fit_codebook, load_w2c, patch_descriptors
+from tfreid.features.colornames import ColorNamesConfig
+from tfreid.training.report import format_report, test_report
+from tfreid.training.stripes import StripeTrainConfig, ViewSplit, embed, train_stripe_model
+
+CHANNELS = ("lomo", "cn")
+PARTS = ("train", "val_query", "val_gallery", "query", "gallery")
+
+
+@dataclasses.dataclass
+class ChannelSpec:
+    """How one feature channel is computed.
+
+    Attributes:
+      lomo_normalize: "row" (each row L2-normalised, the LSTM's input) or "global".
+      cn_words: Color Names codebook size.
+      cn_stripes: Color Names stripes.
+      cn_codebook_images: training images whose patches fit the codebook.
+      colornames: path of the w2c table (None: $TFREID_DATA/colornames/).
+      batch_size: images per featurisation batch.
+    """
+
+    lomo_normalize: str = "row"
+    cn_words: int = 350
+    cn_stripes: int = 16
+    cn_codebook_images: int = 1000
+    colornames: str | None = None
+    batch_size: int = 64
+
+
+def read_images(paths: Sequence[str], height: int, width: int, batch_size: int) -> tf.data.Dataset:
+    """Batches float32 [B, height, width, 3] (0-255) of image files, in order.
+
+    Each image is resized on its own (bilinear, antialiased) exactly as the feature layers
+    resize a raw image inside an exported model, so training features and served embeddings agree.
+    """
+    def decode(path):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        image.set_shape([None, None, 3])
+        return tf.image.resize(tf.cast(image, tf.float32), (height, width), "bilinear", antialias=True)
+
+    ds = tf.data.Dataset.from_tensor_slices(list(paths)).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def featurize(layer: keras.layers.Layer, paths: Sequence[str], batch_size: int = 64,
+              log: Callable[[str], None] = print) -> np.ndarray:
+    """Runs a feature layer over image files: float32 [N, rows, dim]."""
+    height, width = layer.config.height, layer.config.width
+
+    # The feature ops have no data-dependent Python control flow, so autograph only adds tracing time.
+    run = tf.function(layer.call, input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32)],
+                      autograph=False)
+
+    progbar = keras.utils.Progbar(len(paths), verbose=1 if log is print else 0)
+    out, done = [], 0
+    for batch in read_images(paths, height, width, batch_size):
+        out.append(run(batch).numpy())
+        done += out[-1].shape[0]
+        progbar.update(done)
+    if not out:
+        raise ValueError("featurize got no image paths")
+    return np.concatenate(out)
+
+
+def build_channel_layer(channel: str, spec: ChannelSpec, train_paths: Sequence[str], seed: int = 0,
+                        log: Callable[[str], None] = print) -> keras.layers.Layer:
+    """The feature layer of a channel; Color Names fits its codebook on training patches."""
+    if channel == "lomo":
+        return LomoLayer(output="rows", normalize=spec.lomo_normalize, name="lomo")
+    if channel != "cn":
+        raise ValueError(f"unknown feature channel {channel!r}; expected one of {CHANNELS}")
+    table = load_w2c(spec.colornames)
+    config = ColorNamesConfig(num_stripes=spec.cn_stripes)
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(train_paths), min(spec.cn_codebook_images, len(train_paths)), replace=False)
+    descriptors = []
+    for batch in read_images([train_paths[i] for i in sorted(chosen)], config.height, config.width,
+                             spec.batch_size):
+        descriptors.append(patch_descriptors(batch, table, config).numpy().reshape(-1, 11))
+    log(f"fitting a {spec.cn_words}-word Color Names codebook on {len(chosen)} images")
+    codebook = fit_codebook(np.concatenate(descriptors), spec.cn_words, seed=seed)
+    return ColorNamesLayer(table, codebook, num_stripes=spec.cn_stripes, name="cn")
+
+
+def _channel_features(channel: str, spec: ChannelSpec, parts: dict, out_dir: Path, seed: int,
+                      log) -> tuple[keras.layers.Layer, dict[str, np.ndarray]]:
+    """Features of every part for one channel, cached in out_dir/features/<channel>.npz."""
+    cache = out_dir / "features" / f"{channel}.npz"
+    codebook_path = out_dir / "features" / "codebook.npy"
+    if channel == "cn" and codebook_path.exists():
+        layer = ColorNamesLayer(load_w2c(spec.colornames), np.load(codebook_path, allow_pickle=False),
+                                num_stripes=spec.cn_stripes, name="cn")
+    else:
+        layer = build_channel_layer(channel, spec, arrays(parts["train"])[0], seed, log)
+        if channel == "cn":
+            codebook_path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(codebook_path, layer.codebook.numpy())
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as z:
+            return layer, {part: z[part] for part in PARTS}
+    feats = {}
+    for part in PARTS:
+        log(f"{channel}: featurising {part} ({len(parts[part])} images)")
+        feats[part] = featurize(layer, arrays(parts[part])[0], spec.batch_size, log)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, **feats)
+    tmp.replace(cache)  # a killed run never leaves a half-written cache
+    return layer, feats
+
+
+def build_deploy_model(layers: dict[str, keras.layers.Layer],
+                       embeddings: dict[str, keras.Model]) -> keras.Model:
+    """Raw images [B, H, W, 3] (uint8 or float 0-255, any size) -> {channel: embedding [B, k]}."""
+    images = keras.Input((None, None, 3), name="images")
+    outputs = {channel: embeddings[channel](layers[channel](images)) for channel in layers}
+    return keras.Model(images, outputs, name="stripe_reid")
+
+
+def run_stripe_experiment(split: ReIDSplit, config: StripeTrainConfig, out_dir: str | Path, *,
+                          channels: Sequence[str] = CHANNELS, spec: ChannelSpec | None = None,
+                          num_val_ids: int = 100, resume: bool = False,
+                          log: Callable[[str], None] = print) -> dict:
+    """Trains one stripe network per channel, fuses their scores and writes metrics.json.
+
+    Args:
+      split: the dataset (train records; test query / gallery).
+      config: stripe model / training hyper-parameters (shared by the channels).
+      out_dir: run folder (see the module docstring).
+      channels: subset of ("lomo", "cn").
+      spec: feature channel settings.
+      num_val_ids: training identities held out for early stopping.
+      resume: continue a killed run (features, finished channels and checkpoints are reused).
+
+    Returns:
+      The metrics dict also written to out_dir/metrics.json.
+    """
+    spec = spec or ChannelSpec()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parts = train_val_test_parts(split, num_val_ids, config.seed)
+    ids = {part: arrays(records)[1:] for part, records in parts.items()}
+    metrics = {"dataset": split.name, "channels": {}, "input_features": {}}
+    layers, models, test_dists, times = {}, {}, {}, {}
+    for channel in channels:
+        layer, feats = _channel_features(channel, spec, parts, out_dir, config.seed, log)
+        layers[channel] = layer
+        (vq_pids, vq_cams), (vg_pids, vg_cams) = ids["val_query"], ids["val_gallery"]
+        val = ViewSplit(feats["val_query"], feats["val_gallery"], vq_pids, vg_pids, vq_cams, vg_cams)
+        scales = LomoLayer().config.rows_per_scale if channel == "lomo" else None
+        start = time.perf_counter()
+        train_pids, train_cams = ids["train"]
+        channel_resume = resume and (out_dir / channel / "checkpoints").exists()
+        model, history = train_stripe_model(config, feats["train"], train_pids, train_cams, val,
+                                            out_dir / channel, scales=scales, resume=channel_resume,
+                                            name=f"{channel}_embedding", log=log)
+        times[channel] = time.perf_counter() - start
+        models[channel] = model
+        q_pids, q_cams = ids["query"]
+        g_pids, g_cams = ids["gallery"]
+        test_dists[channel] = pairwise_distance(embed(model, feats["query"]), embed(model, feats["gallery"]))
+        metrics["channels"][channel] = {
+            **test_report(test_dists[channel], q_pids, g_pids, q_cams, g_cams),
+            "epochs": len(history), "train_seconds_this_run": round(times[channel], 1)}
+        flat_q = feats["query"].reshape(len(feats["query"]), -1)
+        flat_g = feats["gallery"].reshape(len(feats["gallery"]), -1)
+        metrics["input_features"][channel] = test_report(
+            pairwise_distance(flat_q, flat_g), q_pids, g_pids, q_cams, g_cams)
+        log(f"{channel} (trained):\n{format_report(metrics['channels'][channel])}")
+        log(f"{channel} (input features, Euclidean):\n{format_report(metrics['input_features'][channel])}")
+    if len(channels) > 1:
+        q_pids, q_cams = ids["query"]
+        g_pids, g_cams = ids["gallery"]
+        metrics["fused"] = test_report(fuse_scores([test_dists[c] for c in channels]),
+                                       q_pids, g_pids, q_cams, g_cams)
+        log(f"fused ({' + '.join(channels)}):\n{format_report(metrics['fused'])}")
+    deploy = build_deploy_model(layers, models)
+    deploy.save(out_dir / "model.keras")
+    metrics["config"] = dataclasses.asdict(config)
+    metrics["features"] = dataclasses.asdict(spec)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics

@@ -1,0 +1,234 @@
+"""The pictures of a training run folder (tools/train.py, tools/demo.py): CMC curves, ranked
+lists of test queries and, for stripe LSTM runs, gate heat maps.
+
+A run folder holds metrics.json and model.keras: raw images [B, H, W, 3] -> {channel: embedding}
+for stripe runs (feature layers "lomo" / "cn", embedding sub-models "<channel>_embedding"; see
+`tfreid.training.stripe_experiment.build_deploy_model`), or images -> embedding for CNN runs.
+TensorFlow is imported only when a model is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from tfreid.data.records import ReIDSplit, arrays
+from tfreid.viz.curves import cmc_curves, plot_cmc
+from tfreid.viz.gates import lomo_row_spans, plot_gate_heatmaps
+from tfreid.viz.ranked import plot_ranked_lists
+
+
+def read_metrics(path: str | Path) -> dict:
+    """metrics.json of a run (a run folder or the file itself)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no metrics file at {path} (expected a run folder of tools/train.py "
+                                "or its metrics.json)")
+    return json.loads(path.read_text())
+
+
+def run_split(run_dir: str | Path, dataset: str | None = None, data_dir: str | None = None) -> ReIDSplit:
+    """The dataset a run was trained on, from its flags.json (tools/train.py).
+
+    Args:
+      run_dir: the run folder.
+      dataset, data_dir: override the run's --dataset / --data_dir (needed for runs without a
+        flags.json, e.g. the demo's: dataset falls back to metrics.json's "dataset").
+    """
+    from tfreid.data import datasets
+
+    run_dir = Path(run_dir)
+    flags_path = run_dir / "flags.json"
+    saved = json.loads(flags_path.read_text()) if flags_path.is_file() else {}
+    dataset = dataset or saved.get("dataset")
+    if dataset is None and (run_dir / "metrics.json").is_file():
+        dataset = read_metrics(run_dir).get("dataset")
+    if dataset is None:
+        raise ValueError(f"{run_dir} has no flags.json naming its dataset; pass the dataset name")
+    return datasets.build(dataset, data_dir or saved.get("data_dir"))
+
+
+def load_run_model(path: str | Path):
+    """keras.Model of a run's model.keras (tfreid's custom layers registered first)."""
+    import keras
+
+    import tfreid.features  # noqa: F401  (registers LomoLayer, ColorNamesLayer)
+    import tfreid.models  # noqa: F401  (registers the model layers)
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model at {path} (expected model.keras of a tools/train.py run)")
+    return keras.saving.load_model(path)
+
+
+def _feature_runner(layer, log):
+    """paths -> stripe features [N, R, d] of a feature layer, traced once (images resized
+    exactly as in training, see `stripe_experiment.read_images`)."""
+    import keras
+    import tensorflow as tf
+
+    from tfreid.training.stripe_experiment import read_images
+
+    height, width = layer.config.height, layer.config.width
+    call = tf.function(layer.call, input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32)],
+                       autograph=False)  # the feature ops branch on shapes only; tracing ~4x faster
+
+    def run(paths, verbose=True):
+        bar = keras.utils.Progbar(len(paths), verbose=1 if verbose and log is print else 0)
+        out = []
+        for batch in read_images(list(paths), height, width, 64):
+            out.append(call(batch).numpy())
+            bar.add(len(out[-1]))
+        return np.concatenate(out)
+
+    return run
+
+
+def _stripe_features(run_dir: Path, channel: str, layer, q_paths, g_paths, log) -> tuple:
+    """Stripe features [q, R, d], [g, R, d] of the test images; the run's feature cache is used
+    when it holds the same images (sizes match and two spot-checked images agree)."""
+    featurize = _feature_runner(layer, log)
+    cache = run_dir / "features" / f"{channel}.npz"
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            fq, fg = (z["query"], z["gallery"]) if {"query", "gallery"} <= set(z.files) else ((), ())
+        if len(fq) == len(q_paths) and len(fg) == len(g_paths):
+            probe = featurize([q_paths[0], g_paths[-1]], verbose=False)
+            if np.allclose(probe[0], fq[0], atol=1e-4) and np.allclose(probe[1], fg[-1], atol=1e-4):
+                return fq, fg
+        log(f"{cache} does not hold this split's test images; featurising them")
+    log(f"{channel}: featurising {len(q_paths)} query and {len(g_paths)} gallery images")
+    feats = featurize(list(q_paths) + list(g_paths))
+    return feats[:len(q_paths)], feats[len(q_paths):]
+
+
+def _stripe_run(model, run_dir: Path, channels: Sequence[str], q_paths, g_paths, log):
+    """Fused test distances [q, g] and, per channel, (feature layer, embedding model, query features)."""
+    from tfreid.evaluation import pairwise_distance
+    from tfreid.evaluation.protocols import fuse_scores
+    from tfreid.training.stripes import embed
+
+    names = [layer.name for layer in model.layers]
+    dists, parts = {}, {}
+    for channel in channels:
+        if channel not in names or f"{channel}_embedding" not in names:
+            raise ValueError(f"{run_dir / 'model.keras'} has no layers {channel!r} and "
+                             f"{channel + '_embedding'!r} (its layers: {names})")
+        layer, emb = model.get_layer(channel), model.get_layer(f"{channel}_embedding")
+        fq, fg = _stripe_features(run_dir, channel, layer, q_paths, g_paths, log)
+        dists[channel] = pairwise_distance(embed(emb, fq), embed(emb, fg))
+        parts[channel] = (layer, emb, fq)
+    # Score fusion as in the paper (and metrics.json's "fused"): per-query [0, 1] rescaling.
+    distmat = dists[channels[0]] if len(channels) == 1 else fuse_scores([dists[c] for c in channels])
+    return distmat, parts
+
+
+def _has_lstm(model) -> bool:
+    import keras
+
+    return any(isinstance(layer, keras.layers.LSTM) for layer in model.layers)
+
+
+def write_run_pictures(run_dir: str | Path, split: ReIDSplit, out_dir: str | Path, *,
+                       num_queries: int = 6, top_k: int = 10, num_gate_images: int = 6,
+                       cmc_protocol: str = "all_gallery",
+                       log: Callable[[str], None] = print) -> list[Path]:
+    """Writes the pictures of a run on the test split of `split`.
+
+    Files in out_dir: cmc.png (the run's curves from metrics.json), ranked_lists.png (queries
+    evenly spread over the test queries with a true match, top_k gallery images each; stripe
+    runs rank by the fused distances of all channels), and for stripe LSTM runs
+    gate_heatmaps.png (LOMO, or the only channel; all three scales) plus
+    gate_heatmaps_<channel>.png for each further channel.
+
+    Args:
+      run_dir: run folder with metrics.json and model.keras.
+      split: the dataset the run was trained on (its query / gallery are ranked).
+      out_dir: where the PNGs go (created).
+      num_queries, top_k: rows and gallery images per row of the ranked lists.
+      num_gate_images: query images in the gate heat maps (evenly spread over the queries).
+      cmc_protocol: "all_gallery", "single_shot" or "multi_query".
+      log: progress messages (print shows progress bars while featurising).
+
+    Returns:
+      The paths written.
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    metrics = read_metrics(run_dir)
+    q_paths, q_pids, q_cams = arrays(split.query)
+    g_paths, g_pids, g_cams = arrays(split.gallery)
+    if len(q_paths) == 0 or len(g_paths) == 0:
+        raise ValueError(f"split {split.name!r} has {len(q_paths)} query and {len(g_paths)} gallery "
+                         "images; ranked lists need both")
+    dataset = metrics.get("dataset", split.name)
+    pictures = [plot_cmc(cmc_curves(metrics, protocol=cmc_protocol), out_dir / "cmc.png",
+                         title=f"{dataset} test split, {cmc_protocol.replace('_', '-')} CMC")]
+    model = load_run_model(run_dir / "model.keras")
+    if "channels" in metrics:
+        channels = list(metrics["channels"])
+        distmat, parts = _stripe_run(model, run_dir, channels, q_paths, g_paths, log)
+        name = " + ".join(channels)
+    else:
+        from tfreid.evaluation import pairwise_distance
+        from tfreid.training.cnn import embed_images
+
+        config = metrics.get("config", {})
+        size = (int(config.get("height", model.input_shape[1])),
+                int(config.get("width", model.input_shape[2])))
+        log(f"embedding {len(q_paths)} query and {len(g_paths)} gallery images")
+        distmat = pairwise_distance(embed_images(model, q_paths, size), embed_images(model, g_paths, size))
+        parts, name = {}, "/".join(str(config[k]) for k in ("backbone", "loss") if k in config) or "CNN"
+    pictures.append(plot_ranked_lists(
+        q_paths, g_paths, distmat, q_pids, g_pids, q_cams, g_cams, out_dir / "ranked_lists.png",
+        top_k=top_k, num_queries=num_queries,
+        title=f"{dataset} test split, {name}: top-{top_k} gallery images per query "
+              "(green: same person, red: another; the query's own camera excluded for its identity)"))
+
+    from tfreid.models.siamese_lstm import gate_norms
+
+    lstm_channels = sorted((c for c, (_, emb, _) in parts.items() if _has_lstm(emb)),
+                           key=lambda c: c != "lomo")
+    count = min(num_gate_images, len(q_paths))
+    chosen = np.unique(np.linspace(0, len(q_paths) - 1, count).round().astype(int))
+    for k, channel in enumerate(lstm_channels):
+        layer, emb, fq = parts[channel]
+        norms = gate_norms(emb, fq[chosen]).numpy()
+        is_lomo = channel == "lomo"
+        pictures.append(plot_gate_heatmaps(
+            [q_paths[i] for i in chosen], norms,
+            out_dir / ("gate_heatmaps.png" if k == 0 else f"gate_heatmaps_{channel}.png"),
+            scales=layer.config.rows_per_scale if is_lomo else None,
+            row_spans=lomo_row_spans(layer.config) if is_lomo else None,
+            labels=[f"id {q_pids[i]} c{q_cams[i]}" for i in chosen],
+            title=f"{dataset}: LSTM gates per {channel} row"))
+    return pictures
+
+
+def plot_cmc_of_runs(metrics_paths: Sequence[str | Path], path: str | Path,
+                     labels: Sequence[str] | None = None, protocol: str = "all_gallery",
+                     title: str = "") -> Path:
+    """One CMC plot of several runs' headline curves (see `cmc_curves(main_only=True)`).
+
+    Args:
+      metrics_paths: run folders or their metrics.json files.
+      path: PNG file to write.
+      labels: legend entry per run (default: the model of each run; repeated ones numbered).
+      protocol: "all_gallery", "single_shot" or "multi_query".
+    """
+    if labels is not None and len(labels) != len(metrics_paths):
+        raise ValueError(f"got {len(labels)} labels for {len(metrics_paths)} metrics files")
+    if not metrics_paths:
+        raise ValueError("plot_cmc_of_runs needs at least one metrics file")
+    curves = {}
+    for k, source in enumerate(metrics_paths):
+        found = cmc_curves(read_metrics(source), label=None if labels is None else labels[k],
+                           protocol=protocol, main_only=True)
+        for label, cmc in found.items():
+            unique = label if label not in curves else f"{label} [{k + 1}]"
+            curves[unique] = cmc
+    return plot_cmc(curves, path, title=title or f"{protocol.replace('_', '-')} CMC")
