@@ -9,7 +9,8 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("data", "features", "models", "losses", "evaluation", "zoo", "export", "viz", "paths")
+_SUBMODULES = ("data", "features", "models", "losses", "evaluation", "training", "zoo", "serving",
+               "export", "publish", "model_eval", "viz", "paths")
 
 
 def __getattr__(name):

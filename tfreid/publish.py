@@ -1,0 +1,194 @@
+"""Publishing a finished training run as a zoo entry (model file + card with sha256 and metrics).
+
+    python tools/publish.py --run=runs/siamese_lstm_cuhk03 --name=siamese_lstm_cuhk03 \
+        --dest=zoo --data_dir=DATA
+
+writes `<dest>/models/<name>/model.keras` and `<dest>/cards/<name>.json`. The card's zoo
+metrics are measured by `tfreid.model_eval.evaluate_model` on the published file, reloaded
+through the zoo's integrity checks, i.e. by exactly what the stored command
+(`tools/evaluate.py --zoo=<name> ...`) runs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from tfreid import zoo
+
+MAX_FILE_BYTES = 25 * 1024 * 1024  # committed models: each <= 25 MB (issue 6)
+
+PAPERS = {
+    "varior2016": "R. R. Varior, B. Shuai, J. Lu, D. Xu, G. Wang. A Siamese Long Short-Term Memory "
+                  "Architecture for Human Re-Identification. ECCV 2016.",
+    "chen2021": "Y. Chen, S. Duffner, A. Stoian, J.-Y. Dufour, A. Baskurt. List-wise learning-to-rank "
+                "with convolutional neural networks for person re-identification. Machine Vision "
+                "and Applications, 2021.",
+}
+STRIPE_FLAGS = ("features", "hidden_units", "lstm_mode", "mlp_layers", "mlp_activation", "objective",
+                "margin", "lomo_normalize", "cn_words", "cn_stripes")
+CNN_FLAGS = ("backbone", "height", "width", "embedding_dim", "loss", "margin", "p", "k")
+TRAIN_FLAGS = ("dataset", "model", "seed", "val_ids", "epochs", "patience", "learning_rate")
+
+
+def _architecture(flags: dict) -> dict:
+    model = flags.get("model")
+    keys = CNN_FLAGS if model == "cnn" else STRIPE_FLAGS
+    return {"model": model, **{k: flags[k] for k in keys if k in flags}}
+
+
+def _paper(flags: dict) -> str:
+    if flags.get("model") == "cnn" or flags.get("objective", "contrastive") != "contrastive":
+        return PAPERS["chen2021"] if flags.get("model") == "cnn" else \
+            f"{PAPERS['varior2016']} Trained with the list-wise loss of {PAPERS['chen2021']}"
+    return PAPERS["varior2016"]
+
+
+def _input_spec(model) -> dict:
+    branches = [{"name": b.name, "height": b.size[0], "width": b.size[1], "dim": b.dim}
+                for b in model.pipeline.branches]
+    return {
+        "images": "uint8 RGB [h, w, 3], any size (list or batch); float 0..255 also accepted",
+        "preprocessing": "each image resized on its own to every branch's size (bilinear, "
+                         "antialias) inside the model; LOMO / Color Names layers inside stripe models",
+        "antialias": model.pipeline.antialias,
+        "branches": branches,
+        "embedding": {"dim": model.dim, "distance": "euclidean",
+                      "normalisation": "per-branch L2 normalisation, concatenated in branch-name "
+                                       "order, divided by sqrt(number of branches) (unit norm)"},
+    }
+
+
+def _run_metrics(run_dir: Path) -> dict:
+    """Headline numbers of the run's own metrics.json (as the trainer measured them)."""
+    from tfreid.model_eval import SUMMARY_KEYS
+
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return {}
+    metrics = json.loads(path.read_text())
+    out = {}
+
+    def add(key, rep):
+        if isinstance(rep, dict) and "all_gallery" in rep:
+            out[key] = {proto: {k: round(float(v), 6) for k, v in part.items()
+                                if k in SUMMARY_KEYS and v is not None}
+                        for proto, part in rep.items() if isinstance(part, dict)}
+
+    for key in ("test", "test_reranked", "fused"):
+        add(key, metrics.get(key))
+    for channel, rep in metrics.get("channels", {}).items():
+        add(f"channel_{channel}", rep)
+    return out
+
+
+def evaluate_command(name: str, dataset: str, settings: dict) -> str:
+    """The tools/evaluate.py command that reproduces a card's zoo metrics."""
+    command = (f"python tools/evaluate.py --zoo={name} --dataset={dataset} --data_dir=DATA "
+               f"--ap={settings['ap']} --single_shot_draws={settings['single_shot_draws']}")
+    if settings.get("rerank"):
+        command += " --rerank"
+    if not settings.get("multi_query", True):
+        command += " --nomulti_query"
+    return command + " --check_card"
+
+
+def publish(run_dir, name: str, dest=None, *, data_dir=None, dataset: str | None = None,
+            evaluate: bool = True, rerank: bool = False, ap: str = "market",
+            single_shot_draws: int = 10, max_bytes: int = MAX_FILE_BYTES,
+            log: Callable[[str], None] = print) -> Path:
+    """Copies a finished run into a zoo root and writes its card.
+
+    Args:
+      run_dir: a tools/train.py run folder (model.keras, flags.json, metrics.json).
+      name: the zoo name (a recipe card of that name in the package zoo, if any, provides the
+        paper / protocol text; the flagfile is configs/<name>.cfg).
+      dest: zoo root to write into (None: the local cache `$TFREID_HOME/zoo`; "zoo" in the
+        repository for committed models).
+      data_dir, dataset: test data to measure the card's metrics on (dataset default: the
+        run's --dataset).
+      evaluate: measure the zoo metrics (else the card carries only the run's own metrics).
+      rerank, ap, single_shot_draws: evaluation settings (see tools/evaluate.py).
+      max_bytes: largest model file allowed.
+
+    Returns:
+      Path of the written card.
+    """
+    run_dir = Path(run_dir)
+    dest = Path(dest) if dest is not None else zoo.cache_root()
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"zoo name must be letters, digits, '_' or '-', got {name!r}")
+    flags_path = run_dir / "flags.json"
+    if not flags_path.is_file() or not (run_dir / "model.keras").is_file():
+        raise FileNotFoundError(f"--run={run_dir} needs flags.json and model.keras "
+                                "(a finished tools/train.py run)")
+    flags = json.loads(flags_path.read_text())
+    model = zoo.from_run(run_dir)
+
+    template = {}
+    package = zoo.package_root()
+    if package is not None and (package / "cards" / f"{name}.json").is_file():
+        template = zoo.read_card(package / "cards" / f"{name}.json")
+
+    rel = f"models/{name}/model.keras"
+    target = dest / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name("model.tmp.keras")
+    model.keras_model.save(tmp)  # re-saved: no optimizer state, only what serving needs
+    size = tmp.stat().st_size
+    if size > max_bytes:
+        tmp.unlink()
+        raise ValueError(f"{name}: model file of {size / 2**20:.1f} MiB exceeds the zoo limit of "
+                         f"{max_bytes / 2**20:.0f} MiB")
+    shutil.move(tmp, target)
+    files = [{"path": rel, "sha256": zoo.sha256_of(target), "bytes": size}]
+    flagfile = f"configs/{name}.cfg"
+    if package is not None and (package / flagfile).is_file() and \
+            (package / flagfile).resolve() != (dest / flagfile).resolve():
+        (dest / flagfile).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(package / flagfile, dest / flagfile)  # the cache is self-contained
+
+    dataset = dataset or flags.get("dataset")
+    card = {
+        "format_version": zoo.FORMAT_VERSION,
+        "name": name,
+        "paper": template.get("paper", _paper(flags)),
+        "architecture": {**template.get("architecture", {}), **_architecture(flags)},
+        "training": {**template.get("training", {}),
+                     "dataset": flags.get("dataset"),
+                     "flagfile": f"configs/{name}.cfg",
+                     "command": f"python tools/train.py --flagfile=zoo/configs/{name}.cfg "
+                                f"--data_dir=DATA --out=runs/{name}",
+                     "flags": {k: flags[k] for k in (*TRAIN_FLAGS, *(
+                         CNN_FLAGS if flags.get("model") == "cnn" else STRIPE_FLAGS)) if k in flags}},
+        "input": _input_spec(model),
+        "model": {"file": rel, "format": "keras"},
+        "files": files,
+        "metrics": {"units": "fractions in [0, 1]",
+                    **{k: v for k, v in template.get("metrics", {}).items() if k == "paper_reference"},
+                    "training_run": {"source": "the run's metrics.json (tools/train.py)",
+                                     "results": _run_metrics(run_dir)}},
+        "published": datetime.date.today().isoformat(),
+    }
+    card.pop("availability", None)
+    card_path = zoo.write_card(card, dest)
+    if evaluate:
+        from tfreid.data import datasets
+        from tfreid.model_eval import evaluate_model, format_result, summarize
+
+        split = datasets.build(dataset, data_dir)
+        published = zoo.load_card(zoo.read_card(card_path), dest)  # through the integrity checks
+        result = evaluate_model(published, split, ap=ap, single_shot_draws=single_shot_draws,
+                                rerank=rerank)
+        format_result(result, log)
+        card["metrics"]["zoo"] = {"dataset": dataset, "settings": result["settings"],
+                                  "num_query": result["num_query"],
+                                  "num_gallery": result["num_gallery"],
+                                  "command": evaluate_command(name, dataset, result["settings"]),
+                                  "results": summarize(result)}
+        card_path = zoo.write_card(card, dest)
+    log(f"published {name}: {target} ({size / 2**20:.2f} MiB), card {card_path}")
+    return card_path

@@ -1,0 +1,38 @@
+"""Publishes a finished training run as a zoo entry: model file + card (sha256, metrics).
+
+Into the local cache ($TFREID_HOME/zoo, default ~/.cache/tfreid/zoo), for models users build:
+  python tools/publish.py --run=runs/siamese_lstm_viper --name=siamese_lstm_viper --data_dir=DATA
+Into the repository's committed zoo:
+  python tools/publish.py --run=runs/siamese_lstm_cuhk03 --name=siamese_lstm_cuhk03 --dest=zoo --data_dir=DATA
+
+The card's zoo metrics are measured on the published file by the same code as
+`tools/evaluate.py --zoo=<name>` (the command is stored in the card).
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("run", None, "Finished tools/train.py run folder.", required=True)
+flags.DEFINE_string("name", None, "Zoo name (cards/<name>.json).", required=True)
+flags.DEFINE_string("dest", None, "Zoo root to write into (default $TFREID_HOME/zoo).")
+flags.DEFINE_string("dataset", None, "Test dataset of the card's metrics (default: the run's).")
+flags.DEFINE_string("data_dir", None, "Dataset folder (default $TFREID_DATA).")
+flags.DEFINE_bool("evaluate", True, "Measure the card's zoo metrics on the published model.")
+flags.DEFINE_bool("rerank", False, "Also measure with k-reciprocal re-ranking.")
+flags.DEFINE_enum("ap", "market", ["market", "mean_precision"], "AP convention.")
+flags.DEFINE_integer("single_shot_draws", 10, "Single-shot CMC draws (seeds 0..n-1).")
+
+
+def main(argv):
+    del argv
+    from tfreid.publish import publish
+
+    publish(FLAGS.run, FLAGS.name, FLAGS.dest, data_dir=FLAGS.data_dir, dataset=FLAGS.dataset,
+            evaluate=FLAGS.evaluate, rerank=FLAGS.rerank, ap=FLAGS.ap,
+            single_shot_draws=FLAGS.single_shot_draws)
+
+
+if __name__ == "__main__":
+    app.run(main)
