@@ -24,8 +24,9 @@ import tensorflow as tf
 from tfreid.data.records import ReIDSplit, arrays, train_val_test_parts
 from tfreid.evaluation import pairwise_distance
 from tfreid.evaluation.protocols import fuse_scores
-from tfreid.features import ColorNamesLayer, LomoLayer, fit_codebook, load_w2c, patch_descriptors
+from tfreid.features import ColorNamesLayer, LomoLayer, load_w2c
 from tfreid.features.colornames import ColorNamesConfig
+from tfreid.features.extract import extract, fit_cn_codebook
 from tfreid.training.report import format_report, test_report
 from tfreid.training.stripes import StripeTrainConfig, ViewSplit, embed, train_stripe_model
 
@@ -54,39 +55,21 @@ class ChannelSpec:
     batch_size: int = 64
 
 
-def read_images(paths: Sequence[str], height: int, width: int, batch_size: int) -> tf.data.Dataset:
-    """Batches float32 [B, height, width, 3] (0-255) of image files, in order.
-
-    Each image is resized on its own (bilinear, antialiased) exactly as the feature layers
-    resize a raw image inside an exported model, so training features and served embeddings agree.
-    """
-    def decode(path):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        image.set_shape([None, None, 3])
-        return tf.image.resize(tf.cast(image, tf.float32), (height, width), "bilinear", antialias=True)
-
-    ds = tf.data.Dataset.from_tensor_slices(list(paths)).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
 def featurize(layer: keras.layers.Layer, paths: Sequence[str], batch_size: int = 64,
               log: Callable[[str], None] = print) -> np.ndarray:
-    """Runs a feature layer over image files: float32 [N, rows, dim]."""
-    height, width = layer.config.height, layer.config.width
+    """Runs a feature layer (LomoLayer / ColorNamesLayer) over image files: float32 [N, rows, dim].
 
-    # The feature ops have no data-dependent Python control flow, so autograph only adds tracing time.
+    Images are resized one by one as the layers resize a raw image inside an exported model
+    (bilinear, antialiased), so training features and served embeddings agree.
+    """
+    if not paths:
+        raise ValueError("featurize got no image paths")
+    height, width = layer.config.height, layer.config.width
+    # The feature ops have no data-dependent Python control flow: autograph only adds tracing time.
     run = tf.function(layer.call, input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32)],
                       autograph=False)
-
-    progbar = keras.utils.Progbar(len(paths), verbose=1 if log is print else 0)
-    out, done = [], 0
-    for batch in read_images(paths, height, width, batch_size):
-        out.append(run(batch).numpy())
-        done += out[-1].shape[0]
-        progbar.update(done)
-    if not out:
-        raise ValueError("featurize got no image paths")
-    return np.concatenate(out)
+    return extract(paths, {"features": ((height, width), run)}, batch_size,
+                   progress=log is print)["features"]
 
 
 def build_channel_layer(channel: str, spec: ChannelSpec, train_paths: Sequence[str], seed: int = 0,
@@ -97,15 +80,9 @@ def build_channel_layer(channel: str, spec: ChannelSpec, train_paths: Sequence[s
     if channel != "cn":
         raise ValueError(f"unknown feature channel {channel!r}; expected one of {CHANNELS}")
     table = load_w2c(spec.colornames)
-    config = ColorNamesConfig(num_stripes=spec.cn_stripes)
-    rng = np.random.default_rng(seed)
-    chosen = rng.choice(len(train_paths), min(spec.cn_codebook_images, len(train_paths)), replace=False)
-    descriptors = []
-    for batch in read_images([train_paths[i] for i in sorted(chosen)], config.height, config.width,
-                             spec.batch_size):
-        descriptors.append(patch_descriptors(batch, table, config).numpy().reshape(-1, 11))
-    log(f"fitting a {spec.cn_words}-word Color Names codebook on {len(chosen)} images")
-    codebook = fit_codebook(np.concatenate(descriptors), spec.cn_words, seed=seed)
+    log(f"fitting a {spec.cn_words}-word Color Names codebook on {spec.cn_codebook_images} images")
+    codebook = fit_cn_codebook(train_paths, table, spec.cn_words, spec.cn_codebook_images, seed,
+                               ColorNamesConfig(num_stripes=spec.cn_stripes), spec.batch_size)
     return ColorNamesLayer(table, codebook, num_stripes=spec.cn_stripes, name="cn")
 
 
