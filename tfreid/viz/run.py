@@ -67,24 +67,11 @@ def load_run_model(path: str | Path):
 
 
 def _feature_runner(layer, log):
-    """paths -> stripe features [N, R, d] of a feature layer, traced once (images resized
-    exactly as in training, see `stripe_experiment.read_images`)."""
-    import keras
-    import tensorflow as tf
-
-    from tfreid.training.stripe_experiment import read_images
-
-    height, width = layer.config.height, layer.config.width
-    call = tf.function(layer.call, input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32)],
-                       autograph=False)  # the feature ops branch on shapes only; tracing ~4x faster
+    """paths -> stripe features [N, R, d] of a feature layer, computed as in training."""
+    from tfreid.training.stripe_experiment import featurize
 
     def run(paths, verbose=True):
-        bar = keras.utils.Progbar(len(paths), verbose=1 if verbose and log is print else 0)
-        out = []
-        for batch in read_images(list(paths), height, width, 64):
-            out.append(call(batch).numpy())
-            bar.add(len(out[-1]))
-        return np.concatenate(out)
+        return featurize(layer, list(paths), log=log if verbose else (lambda s: None))
 
     return run
 
