@@ -27,7 +27,7 @@ from tfreid.data.pipeline import PKSampler, image_dataset, pk_dataset
 from tfreid.data.records import ImageRecord, arrays, relabel
 from tfreid.evaluation import evaluate, pairwise_distance
 from tfreid.models.embedding import build_embedding_model
-from tfreid.training.loop import EarlyStopping, ResumableLoop
+from tfreid.training.loop import EarlyStopping, ResumableLoop, progbar_verbosity
 
 CNN_LOSSES = ("classification", "contrastive", "triplet", "quadruplet", "batch_hard",
               "rank_triplet_baseline", "rank_triplet")
@@ -167,7 +167,7 @@ def train_cnn(config: CNNTrainConfig, train: Sequence[ImageRecord], val_query: S
         # A fresh P x K stream per epoch keeps identity draws a function of (seed, epoch).
         epoch_ds = pk_dataset(paths, labels, config.p, config.k, size, augment=True,
                               seed=config.seed + 1000 * epoch)
-        progbar = keras.utils.Progbar(steps, verbose=1 if log is print else 0)
+        progbar = keras.utils.Progbar(steps, verbose=progbar_verbosity(log))
         sums = np.zeros(4)
         for step, (images, batch_labels) in enumerate(epoch_ds.take(steps)):
             values = train_step(images, tf.cast(batch_labels, tf.int32))
