@@ -203,6 +203,16 @@ def test_normalisation_modes(images, features):
     assert raw.min() >= 0 and raw.max() <= np.log(101) + 1e-6
 
 
+def test_joint_siltp_group_normalises_hsv_and_all_siltp_separately(images):
+    raw = lomo(images, normalize="none").rows.numpy()
+    joint = lomo(images, siltp_groups="joint").rows.numpy()
+    for start, size in ((0, 512), (512, 162)):  # HSV, then both SILTP radii together
+        block = raw[..., start: start + size]
+        np.testing.assert_allclose(joint[..., start: start + size],
+                                   block / np.linalg.norm(block, axis=(1, 2), keepdims=True),
+                                   rtol=1e-5)
+
+
 def test_any_size_and_dtype_input(images, features):
     np.testing.assert_allclose(lomo(images.astype(np.float32)).flat.numpy(),
                                features.flat.numpy(), atol=1e-6)
@@ -239,6 +249,7 @@ def test_layer_config_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, match", [
+    ({"siltp_groups": "both"}, "siltp_groups"),
     (dict(block_size=7, block_step=5), "multiple"),
     (dict(normalize="max"), "normalize"),
     (dict(num_scales=5), "smaller than block_size"),

@@ -29,7 +29,8 @@ class LomoLayer(keras.layers.Layer):
     def __init__(self, output: str = "rows", height: int = 128, width: int = 48,
                  block_size: int = 10, block_step: int = 5, num_scales: int = 3,
                  hsv_bins=(8, 8, 8), retinex_sigmas=(5.0, 20.0), retinex_clip_std: float = 2.0,
-                 siltp_tau: float = 0.3, siltp_radii=(3, 5), normalize: str = "global", **kwargs):
+                 siltp_tau: float = 0.3, siltp_radii=(3, 5), normalize: str = "global",
+                 siltp_groups: str = "per_radius", **kwargs):
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
         if output not in LOMO_OUTPUTS:
@@ -39,7 +40,7 @@ class LomoLayer(keras.layers.Layer):
             height=height, width=width, block_size=block_size, block_step=block_step,
             num_scales=num_scales, hsv_bins=tuple(hsv_bins), retinex_sigmas=tuple(retinex_sigmas),
             retinex_clip_std=retinex_clip_std, siltp_tau=siltp_tau, siltp_radii=tuple(siltp_radii),
-            normalize=normalize)
+            normalize=normalize, siltp_groups=siltp_groups)
 
     def call(self, images):
         features = lomo(images, self.config)

@@ -53,6 +53,9 @@ class LomoConfig:
       siltp_radii: one 81-bin SILTP histogram per radius.
       normalize: "global" (each group over the whole descriptor, as the reference), "row"
         (each group within each row) or "none" (only log(x + 1)).
+      siltp_groups: "per_radius" (each radius's SILTP histogram is its own L2 group, as the
+        reference code's per-radius `normc`) or "joint" (all radii form one SILTP group: two
+        groups in all, HSV and SILTP).
     """
 
     height: int = 128
@@ -66,6 +69,7 @@ class LomoConfig:
     siltp_tau: float = 0.3
     siltp_radii: tuple[int, ...] = (3, 5)
     normalize: str = "global"
+    siltp_groups: str = "per_radius"
 
     def __post_init__(self):
         object.__setattr__(self, "hsv_bins", tuple(int(b) for b in self.hsv_bins))
@@ -81,6 +85,9 @@ class LomoConfig:
         if self.normalize not in NORMALIZE_MODES:
             raise ValueError(f"LomoConfig.normalize must be one of {NORMALIZE_MODES}, "
                              f"got {self.normalize!r}.")
+        if self.siltp_groups not in ("per_radius", "joint"):
+            raise ValueError(f"LomoConfig.siltp_groups must be 'per_radius' or 'joint', "
+                             f"got {self.siltp_groups!r}.")
         if not 0 <= self.siltp_tau < 1:
             raise ValueError(f"LomoConfig.siltp_tau must be in [0, 1), got {self.siltp_tau}.")
         if any(r < 1 for r in self.siltp_radii):
@@ -275,7 +282,10 @@ def _normalize(rows: tf.Tensor, config: LomoConfig) -> tf.Tensor:
     if config.normalize == "none":
         return rows
     axes = [1, 2] if config.normalize == "global" else [2]
-    groups = tf.split(rows, list(config.group_sizes), axis=-1)
+    sizes = list(config.group_sizes)
+    if config.siltp_groups == "joint":
+        sizes = [sizes[0], sum(sizes[1:])]
+    groups = tf.split(rows, sizes, axis=-1)
     return tf.concat([tf.math.l2_normalize(g, axis=axes, epsilon=1e-24) for g in groups], axis=-1)
 
 
