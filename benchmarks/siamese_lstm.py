@@ -67,7 +67,7 @@ def main():
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--skip_mining", action="store_true")
     args = p.parse_args()
-    print(f"{platform.node()} {os.cpu_count()} CPUs, TF {tf.__version__}")
+    print(f"{platform.machine()}, {os.cpu_count()} CPUs, TF {tf.__version__}")
 
     num_pairs = None
     if not args.skip_mining:
