@@ -11,6 +11,7 @@ Best of --repeats runs after one warm-up call each.
 Usage:
   python benchmarks/export.py --zoo=siamese_lstm_cuhk03
   python benchmarks/export.py --run=runs/siamese_lstm_cuhk03 [--batch 64] [--repeats 3]
+  python benchmarks/export.py          # every zoo model whose weights are present (make bench)
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def best_of(fn, repeats: int) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    group = parser.add_mutually_exclusive_group(required=True)
+    group = parser.add_mutually_exclusive_group()
     group.add_argument("--zoo", help="zoo model name")
     group.add_argument("--run", help="tools/train.py run folder")
     parser.add_argument("--batch", type=int, default=64)
@@ -47,10 +48,30 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    import tensorflow as tf
-    from tfreid import export, zoo
+    from tfreid import zoo
 
-    model = zoo.load(args.zoo) if args.zoo else zoo.from_run(args.run)
+    if args.run:
+        models = [zoo.from_run(args.run)]
+    elif args.zoo:
+        models = [zoo.load(args.zoo)]
+    else:
+        models = []
+        for name in zoo.list():
+            try:
+                models.append(zoo.load(name))
+            except zoo.WeightsNotPresentError:
+                print(f"{name}: weights not present here (recipe only), skipped")
+        if not models:
+            print("no zoo model with weights present: nothing to measure")
+    for model in models:
+        measure(model, args)
+
+
+def measure(model, args) -> None:
+    """Exports `model`, then prints images/s of both signatures and of the Python API."""
+    import tensorflow as tf
+    from tfreid import export
+
     rng = np.random.default_rng(args.seed)
     images = rng.integers(0, 256, (args.batch, args.height, args.width, 3)).astype(np.uint8)
     jpegs = tf.constant([tf.io.encode_jpeg(im, quality=95).numpy() for im in images])
