@@ -25,6 +25,9 @@ CROP_PADDING = 10
 def decode_and_resize(contents: tf.Tensor, size: Sequence[int] = DEFAULT_SIZE) -> tf.Tensor:
     """Decodes an encoded image (JPEG/PNG/BMP/GIF first frame) and resizes it bilinearly.
 
+    Antialiased, like the feature layers and the exported serving graphs, so a model sees the
+    same pixels in training and in serving.
+
     Args:
       contents: scalar string tensor, the file's bytes.
       size: (H, W) of the output.
@@ -34,7 +37,8 @@ def decode_and_resize(contents: tf.Tensor, size: Sequence[int] = DEFAULT_SIZE) -
     """
     image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
-    return tf.image.resize(tf.cast(image, tf.float32), tuple(size), method="bilinear")
+    resized = tf.image.resize(tf.cast(image, tf.float32), tuple(size), method="bilinear", antialias=True)
+    return tf.clip_by_value(resized, 0.0, 255.0)  # the antialiasing filter can round past 255
 
 
 def load_image(path: str | os.PathLike, size: Sequence[int] = DEFAULT_SIZE) -> tf.Tensor:
