@@ -1,6 +1,5 @@
 """The stripe trainer on synthetic data: the siamese LSTM learns (loss down, rank-1 up)."""
 
-import numpy as np
 import pytest
 
 from tfreid.data import synthetic

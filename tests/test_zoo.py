@@ -1,7 +1,6 @@
 """The zoo: cards, list/load, integrity failures, recipes, publish."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
