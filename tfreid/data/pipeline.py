@@ -22,23 +22,36 @@ DEFAULT_SIZE = (256, 128)
 CROP_PADDING = 10
 
 
-def decode_and_resize(contents: tf.Tensor, size: Sequence[int] = DEFAULT_SIZE) -> tf.Tensor:
-    """Decodes an encoded image (JPEG/PNG/BMP/GIF first frame) and resizes it bilinearly.
+def decode(contents: tf.Tensor) -> tf.Tensor:
+    """Encoded image bytes (JPEG/PNG/BMP/GIF first frame) -> uint8 [h, w, 3] RGB (grey images
+    repeated to 3 channels, alpha dropped)."""
+    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
 
-    Antialiased, like the feature layers and the exported serving graphs, so a model sees the
-    same pixels in training and in serving.
+
+def resize(image: tf.Tensor, size: Sequence[int]) -> tf.Tensor:
+    """[h, w, 3] image (any dtype, 0..255) -> float32 [H, W, 3] in 0..255, bilinear, antialiased.
+
+    The one resize of the project's input pipelines (CNN training, feature extraction), the same
+    as the feature layers and the exported serving graphs apply, so a model sees the same pixels
+    in training and in serving.
+    """
+    resized = tf.image.resize(tf.cast(image, tf.float32), tuple(size), method="bilinear", antialias=True)
+    return tf.clip_by_value(resized, 0.0, 255.0)  # the antialiasing filter can round past 255
+
+
+def decode_and_resize(contents: tf.Tensor, size: Sequence[int] = DEFAULT_SIZE) -> tf.Tensor:
+    """Decodes an encoded image and resizes it (see `decode`, `resize`).
 
     Args:
       contents: scalar string tensor, the file's bytes.
       size: (H, W) of the output.
 
     Returns:
-      float32 [H, W, 3] RGB in 0..255 (grey images are repeated to 3 channels, alpha dropped).
+      float32 [H, W, 3] RGB in 0..255.
     """
-    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
-    resized = tf.image.resize(tf.cast(image, tf.float32), tuple(size), method="bilinear", antialias=True)
-    return tf.clip_by_value(resized, 0.0, 255.0)  # the antialiasing filter can round past 255
+    return resize(decode(contents), size)
 
 
 def load_image(path: str | os.PathLike, size: Sequence[int] = DEFAULT_SIZE) -> tf.Tensor:

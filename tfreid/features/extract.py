@@ -43,11 +43,11 @@ def image_dataset(paths: Sequence[str], sizes: Mapping[str, tuple[int, int]],
     if missing:
         raise FileNotFoundError(f"{len(missing)} image files do not exist, e.g. {missing[0]!r}.")
 
+    from tfreid.data.pipeline import decode, resize  # local: keeps this module free of data imports
+
     def load(path):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        image = tf.cast(image, tf.float32)[None]
-        return {name: tf.image.resize(image, size, antialias=True)[0]
-                for name, size in sizes.items()}
+        image = decode(tf.io.read_file(path))  # decoded once, resized to every size
+        return {name: resize(image, size) for name, size in sizes.items()}
 
     return (tf.data.Dataset.from_tensor_slices(list(paths))
             .map(load, num_parallel_calls=tf.data.AUTOTUNE)
