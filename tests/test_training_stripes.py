@@ -48,3 +48,14 @@ def test_mismatched_validation_features_are_a_clear_error(lomo_parts, tmp_path):
     bad = ViewSplit(bad.query[:, :10], bad.gallery[:, :10], bad.q_pids, bad.g_pids, bad.q_camids, bad.g_camids)
     with pytest.raises(ValueError, match="do not match"):
         train_stripe_model(StripeTrainConfig(epochs=1), x, pids, camids, bad, tmp_path, log=lambda s: None)
+
+
+def test_mlp_units_sets_the_baseline_width():
+    rows, dim = 6, 10
+    default = build_stripe_model(StripeTrainConfig(architecture="mlp", hidden_units=4), rows, dim)
+    narrow = build_stripe_model(StripeTrainConfig(architecture="mlp", mlp_layers=2, mlp_units=7), rows, dim)
+    assert default.output_shape == (None, rows * 4)  # R * n, the LSTM embedding's width
+    assert narrow.output_shape == (None, 7)
+    assert narrow.get_layer("fc1").kernel.shape == (rows * dim, 7)
+    with pytest.raises(ValueError, match="mlp_units must be >= 1"):
+        StripeTrainConfig(architecture="mlp", mlp_units=0)

@@ -42,6 +42,8 @@ flags.DEFINE_integer("hidden_units", 50, "LSTM units n (paper: 50 CUHK03/VIPeR, 
 flags.DEFINE_enum("lstm_mode", "per_scale", ["per_scale", "one_sequence"],
                   "How the three LOMO scales are fed: one LSTM per scale, or one 40-row sequence.")
 flags.DEFINE_integer("mlp_layers", 1, "Layers of the Eq. 8-9 baseline (--model=mlp).")
+flags.DEFINE_integer("mlp_units", None, "Width of every baseline layer (default: rows x "
+                     "--hidden_units, the LSTM embedding's size).")
 flags.DEFINE_string("mlp_activation", "tanh", "Non-linearity f of the baseline.")
 flags.DEFINE_enum("objective", "contrastive",
                   ["contrastive", "rank_triplet", "rank_triplet_baseline", "batch_hard"],
@@ -69,6 +71,13 @@ flags.DEFINE_integer("k", 4, "Images per identity in a P x K batch.")
 flags.DEFINE_float("weight_decay", 5e-4, "L2 weight decay (CNN).")
 flags.DEFINE_integer("lr_step_epochs", 80, "CNN learning rate x0.1 every this many epochs.")
 flags.DEFINE_integer("steps_per_epoch", None, "CNN batches per epoch (default: identities // p).")
+flags.DEFINE_string("train_from", None,
+                    "CNN partial fine-tuning (CPU budget): name of the backbone layer that begins "
+                    "the trained top, e.g. block_16_expand (MobileNetV2's last block, Conv_1, "
+                    "pooling, embedding). The frozen layers below run once per training image "
+                    "and its flip, cached in <out>/cache/; no random-crop augmentation. An "
+                    "invalid name lists the valid ones. Default (or an empty value, to override a flagfile): "
+                    "train the whole network.")
 
 
 def _stripe(split, out: Path) -> dict:
@@ -78,7 +87,7 @@ def _stripe(split, out: Path) -> dict:
     config = StripeTrainConfig(
         architecture="lstm" if FLAGS.model == "siamese_lstm" else "mlp",
         hidden_units=FLAGS.hidden_units, lstm_mode=FLAGS.lstm_mode, mlp_layers=FLAGS.mlp_layers,
-        mlp_activation=FLAGS.mlp_activation, objective=FLAGS.objective,
+        mlp_units=FLAGS.mlp_units, mlp_activation=FLAGS.mlp_activation, objective=FLAGS.objective,
         margin=0.5 if FLAGS.margin is None else FLAGS.margin,
         learning_rate=1e-3 if FLAGS.learning_rate is None else FLAGS.learning_rate,
         lr_decay=FLAGS.lr_decay, batch_size=FLAGS.batch_size, pk_p=FLAGS.p, pk_k=FLAGS.k,
@@ -103,7 +112,8 @@ def _cnn(split, out: Path) -> dict:
         weight_decay=FLAGS.weight_decay, lr_step_epochs=FLAGS.lr_step_epochs,
         epochs=200 if FLAGS.epochs is None else FLAGS.epochs,
         steps_per_epoch=FLAGS.steps_per_epoch,
-        patience=0 if FLAGS.patience is None else FLAGS.patience, seed=FLAGS.seed)
+        patience=0 if FLAGS.patience is None else FLAGS.patience, seed=FLAGS.seed,
+        train_from=FLAGS.train_from or None)
     return run_cnn_experiment(split, config, out, num_val_ids=FLAGS.val_ids, resume=FLAGS.resume,
                               weights_dir=FLAGS.weights_dir)
 

@@ -10,11 +10,21 @@ Per epoch, the paper's online training index (Fig. 5) is logged: the batch-wise 
 number of mis-ranked pairs averaged over the training batches ("train_batch_*") and on one fixed
 P x K batch of held-out identities ("val_batch_*"), next to the validation ranking used for early
 stopping ("val_rank1", "val_map").
+
+CPU budget mode (`train_from`): partial fine-tuning. The backbone is cut before the layer named
+`train_from` (see `tfreid.models.split`); the prefix below it keeps its ImageNet weights, frozen,
+with BatchNorm in inference mode, and runs ONCE per training image and its horizontal flip, its
+maps cached (float16) in `<run>/cache/` (see `tfreid.training.prefix_cache`). Training then runs only the
+top (the rest of the backbone, pooling, embedding [and classification head]) on P x K batches of
+cached maps, each sample in a random one of its two views. Random-crop augmentation cannot be
+applied to cached maps, so this mode trains with flips only. Validation and test run the full
+model on images as in whole-network training: it shares its layers with the top.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -27,6 +37,8 @@ from tfreid.data.pipeline import PKSampler, image_dataset, pk_dataset
 from tfreid.data.records import ImageRecord, arrays, relabel
 from tfreid.evaluation import evaluate, pairwise_distance
 from tfreid.models.embedding import build_embedding_model
+from tfreid.models.split import split_embedding_model
+from tfreid.training import prefix_cache
 from tfreid.training.loop import EarlyStopping, ResumableLoop, progbar_verbosity
 
 CNN_LOSSES = ("classification", "contrastive", "triplet", "quadruplet", "batch_hard",
@@ -53,6 +65,10 @@ class CNNTrainConfig:
     steps_per_epoch: int | None = None
     patience: int = 0
     seed: int = 0
+    # None: the whole network is trained. Else the name of the backbone layer that begins the
+    # trained top, e.g. "block_16_expand" (MobileNetV2's last block, Conv_1, pooling, embedding);
+    # see tfreid.models.split.cut_layers for the choices.
+    train_from: str | None = None
 
     def __post_init__(self):
         if self.loss not in CNN_LOSSES:
@@ -60,6 +76,8 @@ class CNNTrainConfig:
         for name in ("height", "width", "embedding_dim", "p", "k", "epochs", "lr_step_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.train_from is not None and not (isinstance(self.train_from, str) and self.train_from):
+            raise ValueError(f"train_from must be None or a backbone layer name, got {self.train_from!r}")
 
 
 def make_loss_fn(config: CNNTrainConfig) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
@@ -104,24 +122,74 @@ def _fixed_val_batch(val_records: Sequence[ImageRecord], config: CNNTrainConfig)
     return next(iter(ds))
 
 
+def _split_and_freeze(config: CNNTrainConfig, model: keras.Model
+                      ) -> tuple[keras.Model, keras.Model]:
+    """(frozen prefix, trainable top) of `model` cut at config.train_from, sharing its layers."""
+    try:
+        prefix, top = split_embedding_model(model, config.train_from)
+    except ValueError as e:
+        raise ValueError(f"CNNTrainConfig.train_from (--train_from): {e}") from None
+    prefix.trainable = False  # shared layers: frozen in `model` too; BatchNorm in inference mode
+    return prefix, top
+
+
+def _cached_batches(config: CNNTrainConfig, prefix: keras.Model, paths: Sequence[str], labels,
+                    cache_dir: Path, log: Callable[[str], None]
+                    ) -> Callable[[int], tf.data.Dataset]:
+    """epoch -> P x K batches of cached prefix maps (computed first if the cache is stale)."""
+    start = time.perf_counter()
+    maps = prefix_cache.load_or_compute(prefix, paths, (config.height, config.width),
+                                        config.train_from, cache_dir / "prefix_maps.npz", log=log)
+    log(f"prefix maps ready in {time.perf_counter() - start:.1f} s")
+    return lambda epoch: prefix_cache.pk_view_dataset(maps, labels, config.p, config.k,
+                                                      config.seed + 1000 * epoch)
+
+
+def _cached_ranking(config: CNNTrainConfig, prefix: keras.Model, top: keras.Model,
+                    query: Sequence[ImageRecord], gallery: Sequence[ImageRecord], cache_dir: Path,
+                    log: Callable[[str], None]) -> Callable[[], object]:
+    """() -> EvalResult of ranking `gallery` for `query` through `top` on cached prefix maps
+    (the unflipped view; float16 storage, so within ~1e-3 of the full model)."""
+    q_paths, q_pids, q_cams = arrays(query)
+    g_paths, g_pids, g_cams = arrays(gallery)
+    maps = prefix_cache.load_or_compute(prefix, list(q_paths) + list(g_paths),
+                                        (config.height, config.width), config.train_from,
+                                        cache_dir / "val_prefix_maps.npz", log=log)[:, 0]
+
+    def rank() -> object:
+        emb = np.concatenate([top(tf.convert_to_tensor(maps[i:i + 256], tf.float32),
+                                  training=False).numpy() for i in range(0, len(maps), 256)])
+        dist = pairwise_distance(emb[:len(q_paths)], emb[len(q_paths):])
+        return evaluate(dist, q_pids, g_pids, q_cams, g_cams, max_rank=min(20, len(g_paths)))
+    return rank
+
+
 def train_cnn(config: CNNTrainConfig, train: Sequence[ImageRecord], val_query: Sequence[ImageRecord],
               val_gallery: Sequence[ImageRecord], out_dir: str | Path, *, resume: bool = False,
               weights_dir: str | None = None, log: Callable[[str], None] = print
               ) -> tuple[keras.Model, list[dict]]:
     """Trains an embedding model with config.loss and early stopping on validation rank-1.
 
+    With config.train_from, only the top is trained on cached prefix maps (see the module
+    docstring: flips, no random crops); the prefix maps are cached in out_dir/cache/ and reused
+    by a resumed run.
+
     Args:
       config: hyper-parameters.
       train: training records (any pids; relabelled to 0..P-1 for the classification head).
       val_query, val_gallery: held-out identities, ranked after every epoch.
-      out_dir: run folder (checkpoints, best.weights.h5, history.jsonl, tensorboard/).
+      out_dir: run folder (checkpoints, best.weights.h5, history.jsonl, tensorboard/, cache/).
       resume: continue a killed run from its last checkpoint.
       weights_dir: folder of offline backbone weights (else $TFREID_WEIGHTS), for weights="offline".
       log: progress printer.
 
     Returns:
       (embedding model [B, H, W, 3] 0..255 -> [B, embedding_dim] with the best epoch's weights,
-      per-epoch history).
+      every layer trainable again, per-epoch history).
+
+    Raises:
+      ValueError: config.train_from is not a layer where the backbone can be cut (listing those
+        that are).
     """
     size = (config.height, config.width)
     train, mapping = relabel(train)
@@ -134,6 +202,8 @@ def train_cnn(config: CNNTrainConfig, train: Sequence[ImageRecord], val_query: S
                                   config.embedding_dim, weights=weights)
     head = losses.ClassificationHead(len(mapping), name="classifier") \
         if config.loss == "classification" else None
+    prefix, forward = (None, model) if config.train_from is None \
+        else _split_and_freeze(config, model)
     sampler = PKSampler(labels, config.p, config.k, config.seed)
     steps = config.steps_per_epoch or sampler.steps_per_epoch
     schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
@@ -144,14 +214,14 @@ def train_cnn(config: CNNTrainConfig, train: Sequence[ImageRecord], val_query: S
     margin = 0.0
 
     # The loop checkpoints one model: with a head, a wrapper holding both (the head is dropped
-    # from the returned embedding model).
+    # from the returned embedding model). A frozen prefix has no trainable variables.
     checkpointed = keras.Model(model.inputs, head(model.outputs[0])) if head is not None else model
     trainable = checkpointed.trainable_variables
 
     @tf.function(reduce_retracing=True)
-    def train_step(images, batch_labels):
+    def train_step(inputs, batch_labels):
         with tf.GradientTape() as tape:
-            emb = model(images, training=True)
+            emb = forward(inputs, training=True)
             out = head(emb) if head is not None else emb
             loss = loss_fn(batch_labels, out)
         grads = tape.gradient(loss, trainable)
@@ -163,22 +233,38 @@ def train_cnn(config: CNNTrainConfig, train: Sequence[ImageRecord], val_query: S
 
     val_batch = _fixed_val_batch(list(val_query) + list(val_gallery), config)
 
-    def train_epoch(epoch: int) -> dict:
-        # A fresh P x K stream per epoch keeps identity draws a function of (seed, epoch).
-        epoch_ds = pk_dataset(paths, labels, config.p, config.k, size, augment=True,
+    loop = ResumableLoop(checkpointed, optimizer, out_dir, config.epochs,
+                         EarlyStopping("val_rank1", "max", config.patience), resume=resume, log=log)
+    if prefix is None:
+        def epoch_batches(epoch: int) -> tf.data.Dataset:
+            # A fresh P x K stream per epoch keeps identity draws a function of (seed, epoch).
+            return pk_dataset(paths, labels, config.p, config.k, size, augment=True,
                               seed=config.seed + 1000 * epoch)
+    else:  # after the loop's --resume check, so that a refused run computes no maps
+        epoch_batches = _cached_batches(config, prefix, paths, labels, Path(out_dir) / "cache", log)
+
+    def train_epoch(epoch: int) -> dict:
         progbar = keras.utils.Progbar(steps, verbose=progbar_verbosity(log))
         sums = np.zeros(4)
-        for step, (images, batch_labels) in enumerate(epoch_ds.take(steps)):
-            values = train_step(images, tf.cast(batch_labels, tf.int32))
+        for step, (inputs, batch_labels) in enumerate(epoch_batches(epoch).take(steps)):
+            values = train_step(inputs, tf.cast(batch_labels, tf.int32))
             sums += [float(v) for v in values]
             progbar.update(step + 1, [("loss", float(values[0]))])
         mean = sums / steps
         return {"loss": mean[0], "train_batch_map": mean[1], "train_batch_r1": mean[2],
                 "train_batch_misranked": mean[3], "learning_rate": float(optimizer.learning_rate)}
 
+    if prefix is None:
+        def rank_validation():
+            return rank_records(model, val_query, val_gallery, size)
+    else:
+        # The held-out images' prefix maps are cached too: ranking them through the top alone
+        # costs a fraction of a full forward pass per epoch.
+        rank_validation = _cached_ranking(config, prefix, forward, val_query, val_gallery,
+                                          Path(out_dir) / "cache", log)
+
     def validate(epoch: int) -> dict:
-        result = rank_records(model, val_query, val_gallery, size)
+        result = rank_validation()
         metrics = {"val_rank1": float(result.cmc[0]), "val_map": float(result.mAP)}
         if val_batch is not None:
             images, batch_labels = val_batch
@@ -188,8 +274,8 @@ def train_cnn(config: CNNTrainConfig, train: Sequence[ImageRecord], val_query: S
                            val_batch_misranked=float(stats["misranked_pairs"]))
         return metrics
 
-    loop = ResumableLoop(checkpointed, optimizer, out_dir, config.epochs,
-                         EarlyStopping("val_rank1", "max", config.patience), resume=resume, log=log)
     history = loop.run(train_epoch, validate)
     loop.restore_best()
+    if prefix is not None:
+        prefix.trainable = True  # the returned model is fine-tunable as a whole again
     return model, history

@@ -41,6 +41,7 @@ class StripeTrainConfig:
     hidden_units: int = 50
     lstm_mode: str = "per_scale"
     mlp_layers: int = 1
+    mlp_units: int | None = None
     mlp_activation: str = "tanh"
     objective: str = "contrastive"
     margin: float = 0.5
@@ -62,6 +63,8 @@ class StripeTrainConfig:
         for name in ("hidden_units", "mlp_layers", "batch_size", "pk_p", "pk_k", "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.mlp_units is not None and self.mlp_units < 1:
+            raise ValueError(f"mlp_units must be >= 1 or None (R * hidden_units), got {self.mlp_units}")
 
 
 @dataclasses.dataclass
@@ -87,8 +90,9 @@ def build_stripe_model(config: StripeTrainConfig, num_rows: int, feature_dim: in
     if config.architecture == "lstm":
         return build_stripe_lstm(num_rows, feature_dim, config.hidden_units, scales=scales,
                                  mode=config.lstm_mode, seed=config.seed, name=name)
-    return build_stripe_mlp(num_rows, feature_dim, config.mlp_layers, activation=config.mlp_activation,
-                            hidden_units=config.hidden_units, seed=config.seed, name=name)
+    return build_stripe_mlp(num_rows, feature_dim, config.mlp_layers, units=config.mlp_units,
+                            activation=config.mlp_activation, hidden_units=config.hidden_units,
+                            seed=config.seed, name=name)
 
 
 def embed(model: keras.Model, features: np.ndarray, batch_size: int = 512) -> np.ndarray:
