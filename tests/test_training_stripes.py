@@ -59,3 +59,22 @@ def test_mlp_units_sets_the_baseline_width():
     assert narrow.get_layer("fc1").kernel.shape == (rows * dim, 7)
     with pytest.raises(ValueError, match="mlp_units must be >= 1"):
         StripeTrainConfig(architecture="mlp", mlp_units=0)
+
+
+def test_feature_cache_is_reused_only_for_the_same_images(tmp_path):
+    from tfreid.training.stripe_experiment import ChannelSpec, _channel_features
+
+    split = synthetic.load(tmp_path / "data", num_train_ids=8, num_test_ids=4, num_cameras=2,
+                           images_per_camera=2)
+    messages = []
+    first = _channel_features("lomo", ChannelSpec(), train_val_test_parts(split, 2, 0), tmp_path / "run",
+                              0, messages.append)[1]
+    cache = tmp_path / "run" / "features" / "lomo.npz"
+    stamp = cache.stat().st_mtime_ns
+    again = _channel_features("lomo", ChannelSpec(), train_val_test_parts(split, 2, 0), tmp_path / "run",
+                              0, messages.append)[1]
+    assert cache.stat().st_mtime_ns == stamp and (again["train"] == first["train"]).all()
+    other_holdout = train_val_test_parts(split, 4, 0)
+    changed = _channel_features("lomo", ChannelSpec(), other_holdout, tmp_path / "run", 0, messages.append)[1]
+    assert any("other images or settings" in m for m in messages)
+    assert len(changed["train"]) == len(other_holdout["train"]) != len(first["train"])

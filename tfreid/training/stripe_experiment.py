@@ -12,6 +12,7 @@ Run folder layout (`out_dir`):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -86,12 +87,33 @@ def build_channel_layer(channel: str, spec: ChannelSpec, train_paths: Sequence[s
     return ColorNamesLayer(table, codebook, num_stripes=spec.cn_stripes, name="cn")
 
 
+def _features_key(channel: str, spec: ChannelSpec, parts: dict, seed: int) -> str:
+    """What a channel's cached features depend on: the images of every part (the held-out
+    identities change with --val_ids and --seed), the channel settings and the seed."""
+    content = {"channel": channel, "spec": dataclasses.asdict(spec), "seed": seed,
+               "parts": {part: [str(p) for p in arrays(parts[part])[0]] for part in PARTS}}
+    content["spec"].pop("batch_size")
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
 def _channel_features(channel: str, spec: ChannelSpec, parts: dict, out_dir: Path, seed: int,
                       log) -> tuple[keras.layers.Layer, dict[str, np.ndarray]]:
-    """Features of every part for one channel, cached in out_dir/features/<channel>.npz."""
+    """Features of every part for one channel, cached in out_dir/features/<channel>.npz.
+
+    The cache (and the Color Names codebook) is reused only when its key matches the parts'
+    images and the channel settings; otherwise it is recomputed and replaced.
+    """
     cache = out_dir / "features" / f"{channel}.npz"
     codebook_path = out_dir / "features" / "codebook.npy"
-    if channel == "cn" and codebook_path.exists():
+    key = _features_key(channel, spec, parts, seed)
+    cached = None
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as z:
+            if "key" in z.files and str(z["key"]) == key:
+                cached = {part: z[part] for part in PARTS}
+            else:
+                log(f"{cache} was computed for other images or settings: featurising again")
+    if channel == "cn" and codebook_path.exists() and cached is not None:
         layer = ColorNamesLayer(load_w2c(spec.colornames), np.load(codebook_path, allow_pickle=False),
                                 num_stripes=spec.cn_stripes, name="cn")
     else:
@@ -99,16 +121,15 @@ def _channel_features(channel: str, spec: ChannelSpec, parts: dict, out_dir: Pat
         if channel == "cn":
             codebook_path.parent.mkdir(parents=True, exist_ok=True)
             np.save(codebook_path, layer.codebook.numpy())
-    if cache.exists():
-        with np.load(cache, allow_pickle=False) as z:
-            return layer, {part: z[part] for part in PARTS}
+    if cached is not None:
+        return layer, cached
     feats = {}
     for part in PARTS:
         log(f"{channel}: featurising {part} ({len(parts[part])} images)")
         feats[part] = featurize(layer, arrays(parts[part])[0], spec.batch_size, log)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, **feats)
+    np.savez(tmp, key=np.array(key), **feats)
     tmp.replace(cache)  # a killed run never leaves a half-written cache
     return layer, feats
 
