@@ -60,3 +60,17 @@ def test_killed_run_resumes_from_its_last_checkpoint(data_dir, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["channels"]["lomo"]["all_gallery"]["rank1"] <= 1.0
     assert (out / "model.keras").exists()
+
+
+def test_resume_with_other_settings_is_refused(data_dir, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    started = {"dataset": "synthetic", "model": "siamese_lstm", "hidden_units": 8, "epochs": 3,
+               "features": ["lomo"], "seed": 0, "val_ids": 4, "patience": 0, "data_dir": "elsewhere"}
+    (out / "flags.json").write_text(json.dumps(started))
+    refused = subprocess.run(_command(data_dir, out, "--resume", "--epochs=5"), env=_env(),
+                             capture_output=True, text=True, timeout=120)
+    message = refused.stdout + refused.stderr
+    # hidden_units differs (4 now); epochs and data_dir may change on a resume.
+    assert refused.returncode != 0 and "--hidden_units: 8 -> 4" in message
+    assert "--epochs" not in message.split("(")[1].split(")")[0] and "data_dir:" not in message

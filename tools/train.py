@@ -19,6 +19,7 @@ from pathlib import Path
 from absl import app, flags
 
 FLAGS = flags.FLAGS
+_ABSL_FLAGS = set(FLAGS)  # defined by absl itself (logging, --flagfile, ...)
 
 # Data and run
 flags.DEFINE_string("dataset", "synthetic", "Dataset name (see tfreid.data.names()).")
@@ -118,6 +119,18 @@ def _cnn(split, out: Path) -> dict:
                               weights_dir=FLAGS.weights_dir)
 
 
+# Flags a resumed run may change: a longer schedule, and where data live on this machine.
+RESUMABLE_CHANGES = {"resume", "epochs", "patience", "data_dir", "weights_dir", "colornames", "out",
+                     "flagfile"}
+
+
+def _changed_settings(started: dict, now: dict) -> list[str]:
+    """'name: old -> new' for every training flag that differs from the recorded run."""
+    own = set(FLAGS) - _ABSL_FLAGS
+    return [f"--{k}: {started[k]!r} -> {now[k]!r}" for k in sorted(own - RESUMABLE_CHANGES)
+            if k in started and k in now and started[k] != now[k]]
+
+
 def main(argv):
     del argv
     from tfreid.data import datasets
@@ -127,6 +140,12 @@ def main(argv):
     if flags_path.exists() and not FLAGS.resume:
         sys.exit(f"--out={out} already holds a run (flags.json); pass --resume to continue it, "
                  "or choose another --out.")
+    if flags_path.exists():
+        changed = _changed_settings(json.loads(flags_path.read_text()), FLAGS.flag_values_dict())
+        if changed:
+            sys.exit(f"--resume of {out} with other settings than the run was started with "
+                     f"({'; '.join(changed)}): checkpoints would not match. Use the original "
+                     "flags (only --epochs, --patience and paths may change), or another --out.")
     out.mkdir(parents=True, exist_ok=True)
     flags_path.write_text(json.dumps(FLAGS.flag_values_dict(), indent=1, default=str))
     split = datasets.build(FLAGS.dataset, FLAGS.data_dir)
