@@ -86,3 +86,15 @@ def test_card_metrics_reproduced_on_cuhk03(name):
                             single_shot_draws=settings["single_shot_draws"],
                             rerank=settings["rerank"], multi_query=settings["multi_query"])
     assert compare_summaries(summarize(result), card["results"], 0.1) == []
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_card_says_what_the_model_is(name):
+    card = json.loads((ROOT / "zoo" / "cards" / f"{name}.json").read_text())
+    assert card["format_version"] == zoo.FORMAT_VERSION and card["name"] == name and card["paper"]
+    assert card["architecture"]["model"] and card["input"]
+    training = card["training"]
+    assert training["dataset"] and training["protocol"]
+    assert (ROOT / "zoo" / training["flagfile"]).is_file()
+    assert card["metrics"]["zoo"]["command"].startswith("python tools/evaluate.py --zoo=" + name)
+    assert all(len(f["sha256"]) == 64 and (ROOT / "zoo" / f["path"]).is_file() for f in card["files"])

@@ -36,6 +36,14 @@ CNN_FLAGS = ("backbone", "weights", "height", "width", "embedding_dim", "loss", 
 TRAIN_FLAGS = ("dataset", "model", "seed", "val_ids", "epochs", "patience", "learning_rate")
 
 
+# Test protocol of a card's training dataset, when the package's card template has none.
+PROTOCOLS = {
+    "cuhk03_pair1": "CUHK03 camera pair 1 (detected): train on train/ (100 identities held out for "
+                    "early stopping), test on val/: query = first camera, gallery = second camera; "
+                    "all-gallery CMC/mAP, single-shot CMC over 10 draws, multi-query.",
+}
+
+
 def _architecture(flags: dict) -> dict:
     model = flags.get("model")
     keys = CNN_FLAGS if model == "cnn" else STRIPE_FLAGS
@@ -161,6 +169,9 @@ def publish(run_dir, name: str, dest=None, *, data_dir=None, dataset: str | None
         "architecture": {**template.get("architecture", {}), **_architecture(flags)},
         "training": {**template.get("training", {}),
                      "dataset": flags.get("dataset"),
+                     **({"protocol": PROTOCOLS[flags.get("dataset")]}
+                        if "protocol" not in template.get("training", {})
+                        and flags.get("dataset") in PROTOCOLS else {}),
                      "flagfile": f"configs/{name}.cfg",
                      "command": f"python tools/train.py --flagfile=zoo/configs/{name}.cfg "
                                 f"--data_dir=DATA --out=runs/{name}",
