@@ -422,3 +422,29 @@ def test_no_heavy_imports():
             "print('tensorflow' in sys.modules, 'cv2' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_bad_images_are_listed_before_any_training_or_skipped(tmp_path):
+    from tfreid.images import BadImagesError
+
+    _pair1(tmp_path)
+    folder = tmp_path / "cuhk03_pair1" / "detected"
+    truncated = folder / "train" / "0001_00.jpg"
+    truncated.write_bytes(truncated.read_bytes()[:40])
+    empty = folder / "val" / "0001_05.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(BadImagesError) as err:
+        datasets.build("cuhk03_pair1", tmp_path)
+    message = str(err.value)
+    assert "2 of 37 images" in message and "--skip_bad_images" in message
+    assert f"{truncated}: cannot be decoded" in message and f"{empty}: empty file" in message
+    assert [b.path for b in err.value.bad] == sorted([str(truncated), str(empty)])
+
+    split = datasets.build("cuhk03_pair1", tmp_path, skip_bad_images=True)
+    reasons = dict(split.skipped)
+    assert set(reasons) == {str(truncated), str(empty)}
+    assert reasons[str(empty)] == "empty file (0 bytes)" and "cannot be decoded" in reasons[str(truncated)]
+    kept = {r.path for part in (split.train, split.query, split.gallery) for r in part}
+    assert str(truncated) not in kept and str(empty) not in kept and len(kept) == 35
+    unchecked = datasets.build("cuhk03_pair1", tmp_path, check_images=False)
+    assert str(truncated) in {r.path for r in unchecked.train} and unchecked.skipped == ()

@@ -14,7 +14,7 @@ from tfreid.data import datasets
 from tfreid.data.records import arrays
 from tfreid.data.synthetic import generate
 from tfreid.evaluation import evaluate, pairwise_distance
-from tfreid.model_eval import compare_summaries, evaluate_model, summarize
+from tfreid.model_eval import compare_summaries, evaluate_model, query_counts, summarize
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_zoo import make_run  # noqa: E402
@@ -85,9 +85,14 @@ def test_rerank_sections_and_card_comparison(setup, monkeypatch):
     assert "embedding_reranked" in result and "multi_query" not in result["embedding"]
     assert result["settings"] == {"ap": "market", "single_shot_draws": 3, "rerank": True,
                                   "multi_query": False}
-    summary = summarize(result)
-    assert compare_summaries(summary, summary) == []
-    worse = json.loads(json.dumps(summary))
-    worse["embedding"]["all_gallery"]["rank1"] -= 0.002  # 0.2 percentage points
-    assert len(compare_summaries(summary, worse, 0.1)) == 1
-    assert compare_summaries(summary, worse, 0.3) == []
+    summary, queries = summarize(result), query_counts(result)
+    n = queries["all_gallery"]
+    assert queries["single_shot"] == n == result["num_query"]
+    assert compare_summaries(summary, summary, queries) == []
+    one_query = json.loads(json.dumps(summary))
+    one_query["embedding"]["all_gallery"]["rank1"] -= 1.0 / n       # one query moved: allowed
+    assert compare_summaries(summary, one_query, queries) == []
+    two_queries = json.loads(json.dumps(summary))
+    two_queries["embedding"]["all_gallery"]["rank1"] -= 2.0 / n
+    assert len(compare_summaries(summary, two_queries, queries)) == 1
+    assert compare_summaries(summary, two_queries, queries, tolerance_queries=2) == []

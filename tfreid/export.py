@@ -12,8 +12,9 @@ Color Names for stripe models, normalisation), so a client needs nothing but Ten
   width (one size per request; each model resizes to its own input size(s): 256x128 for the CNN
   zoo models, 128x48 LOMO and 128x64 Color Names for the stripe models) -> ``embedding``
   float32 [batch, dim];
-- ``embed_encoded``: ``images`` string [batch] of JPEG/PNG/BMP bytes, each of its own size (REST
-  clients send them as {"b64": ...}) -> ``embedding`` float32 [batch, dim].
+- ``embed_encoded``: ``images`` string [batch] of encoded images (`tfreid.images.SERVING_FORMATS`:
+  JPEG decoded with the accurate IDCT, PNG, GIF, uncompressed BMP; PIL's pixels), each of its own
+  size (REST clients send them as {"b64": ...}) -> ``embedding`` float32 [batch, dim].
 
 ``embedding`` is L2-normalised (multi-channel stripe models: see `tfreid.serving`). Compare
 embeddings with the Euclidean distance. See docs/SERVING.md for the REST request.

@@ -92,8 +92,32 @@ def summarize(result: dict) -> dict:
     return out
 
 
-def compare_summaries(measured: dict, reference: dict, tolerance_pct: float = 0.1) -> list[str]:
-    """Differences larger than tolerance_pct percentage points between two `summarize` dicts.
+CARD_COMPARISON = ("each metric within one query of the card: |measured - card| <= 1 / (queries "
+                   "of its protocol), since float results differ by CPU (e.g. Intel vs AMD) and a "
+                   "distance tie within float noise can move one query; rank and AP are compared "
+                   "alike")
+
+
+def query_counts(result: dict) -> dict[str, int]:
+    """{protocol: number of queries} of an `evaluate_model` result (single-shot: per draw)."""
+    report = result["embedding"]
+    counts = {proto: int(part["num_valid_queries"]) for proto, part in report.items()
+              if "num_valid_queries" in part}
+    counts.setdefault("single_shot", counts.get("all_gallery", int(result["num_query"])))
+    return counts
+
+
+def compare_summaries(measured: dict, reference: dict, queries: dict[str, int],
+                      tolerance_queries: float = 1.0) -> list[str]:
+    """Metrics of `reference` that `measured` misses by more than `tolerance_queries` queries.
+
+    A metric over n queries moves by 1/n when one query's rank (or AP, at most) changes, so the
+    tolerance is `tolerance_queries / n` per protocol (see `CARD_COMPARISON`).
+
+    Args:
+      measured, reference: `summarize` dicts (fractions).
+      queries: {protocol: number of queries}, e.g. from `query_counts`.
+      tolerance_queries: how many queries' worth a metric may differ by.
 
     Returns:
       One line per differing or missing number (empty when they agree).
@@ -101,13 +125,15 @@ def compare_summaries(measured: dict, reference: dict, tolerance_pct: float = 0.
     problems = []
     for section, protos in reference.items():
         for proto, values in protos.items():
+            allowed = tolerance_queries / max(int(queries.get(proto, 1)), 1) + 1e-9
             for key, ref in values.items():
                 got = measured.get(section, {}).get(proto, {}).get(key)
                 if got is None:
                     problems.append(f"{section}/{proto}/{key}: card {ref:.4f}, not measured")
-                elif abs(100 * (got - ref)) > tolerance_pct:
-                    problems.append(f"{section}/{proto}/{key}: card {100 * ref:.2f}%, "
-                                    f"measured {100 * got:.2f}%")
+                elif abs(got - ref) > allowed:
+                    problems.append(f"{section}/{proto}/{key}: card {100 * ref:.2f}%, measured "
+                                    f"{100 * got:.2f}% (allowed {100 * allowed:.2f} points: "
+                                    f"{tolerance_queries:g} of {queries.get(proto)} queries)")
     return problems
 
 

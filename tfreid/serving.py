@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Callable, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from tfreid import images as image_io
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,19 +124,19 @@ class EmbeddingPipeline:
         images = tf.cast(images, tf.float32)
         # A static size that already matches is not resized (an exact no-op otherwise; this
         # keeps ScaleAndTranslate, which ONNX lacks, out of fixed-size graphs).
+        if self.antialias:
+            return tuple(image_io.resize(images, b.size) for b in self.branches)
         return tuple(images if tuple(images.shape[1:3]) == b.size else
-                     tf.image.resize(images, b.size, "bilinear", antialias=self.antialias)
-                     for b in self.branches)
+                     tf.image.resize(images, b.size, "bilinear") for b in self.branches)
 
     def resize_one(self, image: tf.Tensor) -> tuple[tf.Tensor, ...]:
         """uint8/float [h, w, 3] -> one float32 [H_b, W_b, 3] per branch."""
         return tuple(r[0] for r in self.resize_batch(image[tf.newaxis]))
 
     def decode_one(self, contents: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        """JPEG/PNG/BMP/GIF bytes (scalar string) -> one float32 [H_b, W_b, 3] per branch."""
-        image = tf.io.decode_image(contents, channels=3, expand_animations=False)
-        image.set_shape([None, None, 3])
-        return self.resize_one(image)
+        """Encoded image (scalar string; `tfreid.images.SERVING_FORMATS`) -> one float32
+        [H_b, W_b, 3] per branch, decoded as `tfreid.images.decode_encoded` (PIL's pixels)."""
+        return self.resize_one(image_io.decode_encoded(contents))
 
     def raw(self, resized: Sequence[tf.Tensor]) -> dict[str, tf.Tensor]:
         """Per-branch resized batches -> {branch: raw embedding [B, k_b]} (not normalised)."""
@@ -157,20 +160,15 @@ class EmbeddingPipeline:
 
 
 def _as_image_list(images) -> list[np.ndarray]:
-    """A batch [n, h, w, 3] or a list of [h_i, w_i, 3] arrays -> list of arrays, checked."""
+    """A batch [n, h, w, 3] or a list of [h_i, w_i, 3] arrays -> list of arrays, checked
+    against the pixel contract (`tfreid.images.check_pixels`: RGB in 0..255, finite)."""
     if isinstance(images, (np.ndarray, tf.Tensor)) and np.ndim(images) == 4:
         images = list(np.asarray(images))
     elif isinstance(images, (np.ndarray, tf.Tensor)) and np.ndim(images) == 3:
         raise ValueError(f"embed expects a batch [n, h, w, 3] or a list of images; got one image "
                          f"of shape {tuple(np.shape(images))} (wrap it in a list).")
-    out = []
-    for i, image in enumerate(images):
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[-1] != 3 or min(image.shape[:2]) < 1:
-            raise ValueError(f"image {i}: expected [h, w, 3] RGB, got shape {image.shape}")
-        if image.dtype != np.uint8 and not np.issubdtype(image.dtype, np.floating):
-            raise ValueError(f"image {i}: expected uint8 (or float 0..255), got dtype {image.dtype}")
-        out.append(image)
+    out = [np.asarray(image) for image in images]
+    image_io.check_pixels(out, "images")
     return out
 
 
@@ -229,20 +227,25 @@ class EmbeddingModel:
 
     def embed_files(self, paths: Sequence[str], batch_size: int = 64, with_raw: bool = False,
                     progress: bool = False):
-        """Like `embed` for image files (JPEG/PNG/...), read with tf.data in parallel."""
+        """Like `embed` for image files, read by `tfreid.images.read_image` (any format PIL
+        reads, PIL's pixels) on a few threads.
+
+        Raises:
+          FileNotFoundError / tfreid.images.UnreadableImageError: naming the file.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
         paths = [str(p) for p in paths]
-        ds = tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string) if paths else
-                                                tf.zeros([0], tf.string))
-        ds = ds.map(lambda p: self.pipeline.decode_one(tf.io.read_file(p)),
-                    num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(2)
         bar = keras.utils.Progbar(len(paths)) if progress else None
         chunks, raws = [], []
-        for batches in ds:
-            emb, raw = self._embed_resized(batches, True)
-            chunks.append(emb)
-            raws.append(raw)
-            if bar is not None:
-                bar.add(len(emb))
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            for start in range(0, len(paths), batch_size):
+                decoded = list(pool.map(image_io.read_image, paths[start:start + batch_size]))
+                emb, raw = self.embed(decoded, batch_size=batch_size, with_raw=True)
+                chunks.append(emb)
+                raws.append(raw)
+                if bar is not None:
+                    bar.add(len(emb))
         return self._finish(chunks, raws, with_raw)
 
     def _finish(self, chunks, raws, with_raw):

@@ -101,7 +101,9 @@ def build(name: str, root: str | os.PathLike | None = None, *, check_images: boo
     except TypeError as err:
         raise TypeError(f"Dataset {name!r}: {err}") from None
     split = loader(root, **kwargs)
-    return check_split_images(split, skip_bad_images) if check_images else split
+    if check_images and isinstance(split, ReIDSplit):   # (a custom loader may return more)
+        split = check_split_images(split, skip_bad_images)
+    return split
 
 
 def check_split_images(split: ReIDSplit, skip_bad_images: bool = False,

@@ -18,40 +18,23 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfreid import images
+
 DEFAULT_SIZE = (256, 128)
 CROP_PADDING = 10
 
 
-def decode(contents: tf.Tensor) -> tf.Tensor:
-    """Encoded image bytes (JPEG/PNG/BMP/GIF first frame) -> uint8 [h, w, 3] RGB (grey images
-    repeated to 3 channels, alpha dropped)."""
-    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
-    return image
-
-
-def resize(image: tf.Tensor, size: Sequence[int]) -> tf.Tensor:
-    """[h, w, 3] image (any dtype, 0..255) -> float32 [H, W, 3] in 0..255, bilinear, antialiased.
-
-    The one resize of the project's input pipelines (CNN training, feature extraction), the same
-    as the feature layers and the exported serving graphs apply, so a model sees the same pixels
-    in training and in serving.
-    """
-    resized = tf.image.resize(tf.cast(image, tf.float32), tuple(size), method="bilinear", antialias=True)
-    return tf.clip_by_value(resized, 0.0, 255.0)  # the antialiasing filter can round past 255
-
-
-def decode_and_resize(contents: tf.Tensor, size: Sequence[int] = DEFAULT_SIZE) -> tf.Tensor:
-    """Decodes an encoded image and resizes it (see `decode`, `resize`).
+def read_and_resize(path: tf.Tensor, size: Sequence[int] = DEFAULT_SIZE) -> tf.Tensor:
+    """Reads an image file inside tf.data (decoded by `tfreid.images`) and resizes it.
 
     Args:
-      contents: scalar string tensor, the file's bytes.
+      path: scalar string tensor, the file.
       size: (H, W) of the output.
 
     Returns:
       float32 [H, W, 3] RGB in 0..255.
     """
-    return resize(decode(contents), size)
+    return images.resize(images.tf_read_image(path), size)
 
 
 def load_image(path: str | os.PathLike, size: Sequence[int] = DEFAULT_SIZE) -> tf.Tensor:
@@ -68,13 +51,7 @@ def load_image(path: str | os.PathLike, size: Sequence[int] = DEFAULT_SIZE) -> t
       FileNotFoundError: no such file.
       ValueError: the file cannot be decoded as an image (naming it).
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No image file at {path!r}")
-    try:
-        return decode_and_resize(tf.io.read_file(path), size)
-    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
-        raise ValueError(f"Cannot decode {path!r} as an image: {e.message}") from None
+    return images.resize(images.read_image(path), size)
 
 
 def augment(image: tf.Tensor, seed: tf.Tensor, padding: int = CROP_PADDING) -> tf.Tensor:
@@ -112,7 +89,7 @@ def _images_from_indices(index_ds: tf.data.Dataset, paths, labels, size, augment
     labels_t = tf.constant(np.asarray(labels, np.int64))
 
     def load(position, index):
-        image = decode_and_resize(tf.io.read_file(tf.gather(paths_t, index)), size)
+        image = read_and_resize(tf.gather(paths_t, index), size)
         if augment_images:
             image = augment(image, tf.stack([tf.constant(seed, tf.int64), position]))
         return image, tf.gather(labels_t, index)

@@ -28,12 +28,15 @@ class ReIDSplit:
       name: dataset name, e.g. "market1501" or "cuhk03_pair1".
       train, query, gallery: tuples of ImageRecord; pids are the dataset's own ids
         (not relabelled); use `relabel` for contiguous training labels.
+      skipped: (path, reason) of the unreadable files left out of the parts (see
+        `tfreid.data.datasets.check_images`); empty when none was.
     """
 
     name: str
     train: tuple[ImageRecord, ...]
     query: tuple[ImageRecord, ...]
     gallery: tuple[ImageRecord, ...]
+    skipped: tuple[tuple[str, str], ...] = ()
 
     def summary(self) -> str:
         rows = []

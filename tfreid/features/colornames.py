@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfreid import paths
+from tfreid.images import resize as resize_images
 
 W2C_ROWS = 32768
 NUM_COLOR_NAMES = 11
@@ -190,8 +191,7 @@ def prepare_images(images, height: int, width: int) -> tf.Tensor:
     if images.shape.rank != 4 or images.shape[-1] != 3:
         raise ValueError(f"Expected images [batch, height, width, 3], got shape {images.shape}.")
     if tuple(images.shape[1:3]) != (height, width):
-        images = tf.image.resize(tf.cast(images, tf.float32), (height, width),
-                                 method="bilinear", antialias=True)
+        images = resize_images(images, (height, width))
     if images.dtype.is_integer:
         return tf.clip_by_value(tf.cast(images, tf.int32), 0, 255)
     # Float pixels: round to the nearest integer level, as an 8-bit image would store them.

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfreid.features.retinex import multiscale_retinex
+from tfreid.images import resize as resize_images
 
 SILTP_NEIGHBOURS = 4          # right, up, left, down
 SILTP_BINS = 3 ** SILTP_NEIGHBOURS
@@ -170,10 +171,7 @@ def prepare_images(images, height: int, width: int) -> tf.Tensor:
     images = tf.convert_to_tensor(images)
     if images.shape.rank != 4 or images.shape[-1] != 3:
         raise ValueError(f"Expected images [batch, height, width, 3], got shape {images.shape}.")
-    images = tf.cast(images, tf.float32)
-    if tuple(images.shape[1:3]) != (height, width):
-        images = tf.image.resize(images, (height, width), method="bilinear", antialias=True)
-    return tf.clip_by_value(images, 0.0, 255.0)
+    return tf.clip_by_value(resize_images(images, (height, width)), 0.0, 255.0)
 
 
 def hsv_bin_maps(rgb01: tf.Tensor, bins=(8, 8, 8)) -> tf.Tensor:

@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import matplotlib.pyplot as plt
 import numpy as np
+
+from tfreid import images as image_io
 
 DPI = 100
 
@@ -17,15 +18,18 @@ def to_rgb_uint8(image, where: str = "image") -> np.ndarray:
     """One image as uint8 RGB [H, W, 3].
 
     Args:
-      image: a file path (read with OpenCV, BGR converted to RGB) or an array [H, W, 3] / [H, W]
-        (uint8, or float in 0..255 as the project's pipelines produce; rounded and clipped).
+      image: a file path (read by `tfreid.images.read_image`, as every model input is) or an
+        array [H, W, 3] / [H, W] (uint8, or float in 0..255 as the project's pipelines produce;
+        rounded and clipped).
       where: name of the image in error messages, e.g. "query_images[3]".
     """
     if isinstance(image, (str, os.PathLike)):
-        data = cv2.imread(os.fspath(image), cv2.IMREAD_COLOR)
-        if data is None:
-            raise FileNotFoundError(f"{where}: cannot read an image from {os.fspath(image)!r}")
-        return cv2.cvtColor(data, cv2.COLOR_BGR2RGB)
+        try:
+            return image_io.read_image(image)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{where}: no image file at {os.fspath(image)!r}") from None
+        except image_io.UnreadableImageError as err:
+            raise ValueError(f"{where}: {err}") from None
     array = np.asarray(image)
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
@@ -49,12 +53,10 @@ def check_images(images, count: int, name: str, expected_from: str):
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """uint8 [H, W, 3] -> uint8 [size[0], size[1], 3] (area when shrinking, linear otherwise)."""
-    height, width = size
-    if image.shape[:2] == (height, width):
+    """uint8 [H, W, 3] -> uint8 [size[0], size[1], 3] (the project's resize, `tfreid.images`)."""
+    if image.shape[:2] == tuple(size):
         return image
-    shrink = image.shape[0] > height or image.shape[1] > width
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return np.rint(image_io.resize(image, size).numpy()).astype(np.uint8)
 
 
 def framed(image: np.ndarray, size: tuple[int, int], frame: int, color: Sequence[int]) -> np.ndarray:
