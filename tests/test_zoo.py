@@ -150,3 +150,23 @@ def test_publish_errors(home, tmp_path):
     with pytest.raises(ValueError, match="exceeds the zoo limit"):
         publish.publish(tmp_path / "run", "big", evaluate=False, max_bytes=100, log=lambda s: None)
     assert not (home / "zoo" / "models" / "big" / "model.keras").exists()
+
+
+def test_list_tells_recipes_from_models_with_weights(home, tmp_path):
+    names = zoo.list()
+    with_weights, recipes = zoo.list(with_weights=True), zoo.list(with_weights=False)
+    assert sorted(with_weights + recipes) == names and not set(with_weights) & set(recipes)
+    assert "siamese_lstm_viper" in recipes and "siamese_lstm_cuhk03" in with_weights
+    assert not zoo.has_weights("siamese_lstm_viper")
+    with pytest.raises(zoo.UnknownModelError, match=r"siamese_lstm_viper \(recipe without weights\)"):
+        zoo.load("no_such_model")
+    publish.publish(make_run(tmp_path / "run", "viper"), "siamese_lstm_viper", evaluate=False,
+                    log=lambda s: None)
+    assert "siamese_lstm_viper" in zoo.list(with_weights=True)  # built into the cache
+
+
+def test_publishing_under_a_shipped_name_is_refused(home, tmp_path):
+    shipped = zoo.list(with_weights=True)[0]
+    with pytest.raises(ValueError, match=f"--name={shipped}: tfreid ships a zoo model"):
+        publish.publish(make_run(tmp_path / "run"), shipped, evaluate=False, log=lambda s: None)
+    assert not (home / "zoo" / "cards" / f"{shipped}.json").exists()

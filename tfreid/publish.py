@@ -131,6 +131,13 @@ def publish(run_dir, name: str, dest=None, *, data_dir=None, dataset: str | None
     dest = Path(dest) if dest is not None else zoo.cache_root()
     if not name.replace("_", "").replace("-", "").isalnum():
         raise ValueError(f"zoo name must be letters, digits, '_' or '-', got {name!r}")
+    package = zoo.package_root()
+    into_package = package is not None and dest.resolve() == package.resolve()
+    if not into_package and zoo.shipped_with_weights(name):
+        raise ValueError(
+            f"--name={name}: tfreid ships a zoo model of that name (with weights, in {package}), "
+            f"and zoo.load({name!r}) would keep returning the shipped one; publish under another "
+            "--name (or, to replace the shipped model, with --dest set to that zoo folder).")
     flags_path = run_dir / "flags.json"
     if not flags_path.is_file() or not (run_dir / "model.keras").is_file():
         raise FileNotFoundError(f"--run={run_dir} needs flags.json and model.keras "
@@ -139,7 +146,6 @@ def publish(run_dir, name: str, dest=None, *, data_dir=None, dataset: str | None
     model = zoo.from_run(run_dir)
 
     template = {}
-    package = zoo.package_root()
     if package is not None and (package / "cards" / f"{name}.json").is_file():
         template = zoo.read_card(package / "cards" / f"{name}.json")
 

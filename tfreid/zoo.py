@@ -70,12 +70,37 @@ def roots() -> list[Path]:
     return [r for r in (package_root(), cache_root()) if r is not None]
 
 
-def list() -> list[str]:  # noqa: A001  (the issue's API name: tfreid.zoo.list())
-    """Names of every model card in every zoo root, sorted."""
+def list(with_weights: bool | None = None) -> list[str]:  # noqa: A001  (tfreid.zoo.list())
+    """Names of the model cards in every zoo root, sorted.
+
+    Args:
+      with_weights: None: every card; True: only models that `load` loads here (a card with
+        files, shipped or published into the cache); False: only recipes without weights here
+        (`load` explains how to build them).
+    """
     names = set()
     for root in roots():
         names.update(p.stem for p in (root / "cards").glob("*.json"))
-    return sorted(names)
+    if with_weights is None:
+        return sorted(names)
+    return sorted(n for n in names if has_weights(n) == with_weights)
+
+
+def has_weights(name: str) -> bool:
+    """Whether zoo model `name` has its files here (False: a recipe; see `list`).
+
+    Raises:
+      UnknownModelError, CardFormatError.
+    """
+    return bool(find_card(name)[0]["files"])
+
+
+def shipped_with_weights(name: str) -> bool:
+    """Whether the zoo shipped with tfreid holds model `name` with its files (a card in the local
+    cache would never be loaded in its place)."""
+    root = package_root()
+    path = root / "cards" / f"{name}.json" if root is not None else None
+    return path is not None and path.is_file() and bool(read_card(path)["files"])
 
 
 def sha256_of(path) -> str:
@@ -133,9 +158,21 @@ def find_card(name: str) -> tuple[dict, Path]:
         if path.is_file():
             found.append((read_card(path), root))
     if not found:
-        raise UnknownModelError(f"unknown zoo model {name!r}; known models: {', '.join(list()) or 'none'} "
+        recipes = set(builtins.list(_recipe_names()))
+        known = ", ".join(n + (" (recipe without weights)" if n in recipes else "")
+                          for n in list()) or "none"
+        raise UnknownModelError(f"unknown zoo model {name!r}; known models: {known} "
                                 f"(zoo folders searched: {', '.join(str(r) for r in roots())})")
     return next(((c, r) for c, r in found if c["files"]), found[0])
+
+
+def _recipe_names():
+    for n in list():
+        try:
+            if not has_weights(n):
+                yield n
+        except ZooError:  # a malformed card is reported when it is loaded, not here
+            continue
 
 
 def verify_files(card: dict, root) -> dict[str, Path]:
@@ -170,10 +207,11 @@ def build_instructions(card: dict, root=None) -> str:
     flagfile = card["training"].get("flagfile", f"configs/{name}.cfg")
     flagpath = Path(root) / flagfile if root is not None else Path("zoo") / flagfile
     dataset = card["training"].get("dataset", "the dataset")
-    return (f"  python tools/train.py --flagfile={flagpath} --data_dir=/path/to/{dataset} "
-            f"--out=runs/{name}\n"
-            f"  python tools/publish.py --run=runs/{name} --name={name} --data_dir=/path/to/{dataset}"
-            f"  # writes {cache_root()} ($TFREID_HOME/zoo)")
+    return (f"  python tools/train.py --flagfile={flagpath} --data_dir=DATA --out=runs/{name}\n"
+            f"  python tools/publish.py --run=runs/{name} --name={name} --data_dir=DATA"
+            f"  # writes {cache_root()} ($TFREID_HOME/zoo)\n"
+            f"(DATA: the data root holding the {dataset} folder and colornames/; `python` of the "
+            ".venv that `make install` creates)")
 
 
 def load(name: str):
