@@ -74,3 +74,28 @@ def test_resume_with_other_settings_is_refused(data_dir, tmp_path):
     # hidden_units differs (4 now); epochs and data_dir may change on a resume.
     assert refused.returncode != 0 and "--hidden_units: 8 -> 4" in message
     assert "--epochs" not in message.split("(")[1].split(")")[0] and "data_dir:" not in message
+
+
+def test_bad_image_files_are_listed_before_training_or_skipped(data_dir, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    jpegs = sorted(data.rglob("*.jpg"))
+    truncated, empty = jpegs[0], jpegs[-1]
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    empty.write_bytes(b"")
+    out = tmp_path / "run"
+    refused = subprocess.run(_command(data, out), env=_env(), capture_output=True, text=True,
+                             timeout=300)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert str(truncated) in refused.stderr and str(empty) in refused.stderr
+    assert "--skip_bad_images" in refused.stderr
+    assert not (out / "flags.json").exists()       # nothing started: --out stays reusable
+
+    done = subprocess.run(_command(data, out, "--skip_bad_images", "--epochs=1"), env=_env(),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    skipped = json.loads((out / "skipped_images.json").read_text())
+    assert set(skipped) == {str(truncated), str(empty)}
+    assert skipped[str(empty)] == "empty file (0 bytes)"

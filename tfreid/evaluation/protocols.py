@@ -209,3 +209,34 @@ def fuse_scores(distmats: Sequence, weights: Sequence[float] | None = None) -> n
         span = hi - lo
         out += wi * np.divide(m - lo, span, out=np.zeros_like(m), where=span > 0)
     return out
+
+
+def mean_std_over_splits(per_split: Sequence[dict]) -> dict:
+    """Mean and spread of nested metric dicts, one per split (e.g. each split's metrics.json).
+
+    Args:
+      per_split: dicts of the same nesting whose leaves are numbers (other leaves are ignored).
+
+    Returns:
+      The same nesting with each numeric leaf present in every split replaced by
+      {"mean", "std" (population, ddof=0), "values" [one per split]}.
+
+    Raises:
+      ValueError: no splits.
+    """
+    per_split = list(per_split)
+    if not per_split:
+        raise ValueError("mean_std_over_splits needs at least one split")
+
+    def merge(nodes):
+        if all(isinstance(n, dict) for n in nodes):
+            keys = [k for k in nodes[0] if all(k in n for n in nodes[1:])]
+            out = {k: merge([n[k] for n in nodes]) for k in keys}
+            return {k: v for k, v in out.items() if v is not None}
+        if all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in nodes):
+            values = np.asarray(nodes, np.float64)
+            return {"mean": float(values.mean()), "std": float(values.std()),
+                    "values": [float(v) for v in values]}
+        return None
+
+    return merge(per_split)
