@@ -92,3 +92,17 @@ def test_fuse_scores_rescales_each_query_row():
         fuse_scores([c1, c2[:, :2]])
     with pytest.raises(ValueError, match="weights"):
         fuse_scores([c1, c2], weights=[1])
+
+
+def test_mean_std_over_splits():
+    from tfreid.evaluation.protocols import mean_std_over_splits
+
+    splits = [{"fused": {"all_gallery": {"rank1": 0.4, "cmc": [0.4, 0.6], "ap_convention": "market"}},
+               "only_here": 1.0},
+              {"fused": {"all_gallery": {"rank1": 0.6, "cmc": [0.5, 0.7], "ap_convention": "market"}}}]
+    out = mean_std_over_splits(splits)
+    assert out == {"fused": {"all_gallery": {"rank1": {"mean": pytest.approx(0.5),
+                                                       "std": pytest.approx(0.1),
+                                                       "values": [0.4, 0.6]}}}}
+    with pytest.raises(ValueError, match="at least one split"):
+        mean_std_over_splits([])
