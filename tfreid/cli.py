@@ -78,6 +78,8 @@ def import_tensorflow_quietly():
         os.dup2(capture.fileno(), 2)
         try:
             import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")  # the device probe's lines join the banner
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
@@ -209,6 +211,20 @@ def error_message(err: BaseException) -> str:
     return " ".join(text.split()) or type(err).__name__
 
 
+def _not_tensorflow_info(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or not (
+        record.name == "tensorflow" or f"{os.sep}tensorflow{os.sep}" in record.pathname)
+
+
+def quiet_tensorflow_info() -> None:
+    """Drops TensorFlow's Python INFO records, logged through its own logger or through absl's
+    (e.g. "Sharding callback duration" at every checkpoint); tfreid's own INFO lines stay."""
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
+    absl_logger = logging.getLogger("absl")
+    if _not_tensorflow_info not in absl_logger.filters:
+        absl_logger.addFilter(_not_tensorflow_info)
+
+
 def _parse_flags(argv):
     try:
         return FLAGS(argv)
@@ -222,7 +238,7 @@ def run(main) -> None:
 
     def guarded(argv):
         if not _verbose():
-            logging.getLogger("tensorflow").setLevel(logging.WARNING)
+            quiet_tensorflow_info()
         try:
             return main(argv)
         except KeyboardInterrupt:

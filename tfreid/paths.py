@@ -1,8 +1,9 @@
 """Where data, weights and the local zoo cache live.
 
 Nothing in tfreid reads a hard-coded data path: a path comes from a flag/argument, or from the
-environment variables `TFREID_DATA` (datasets, Color Names table), `TFREID_WEIGHTS`
-(offline backbone weights) and `TFREID_HOME` (local zoo cache, default `~/.cache/tfreid`).
+environment variables `TFREID_DATA` (datasets, Color Names table: `colornames_table` looks
+under --data_dir first), `TFREID_WEIGHTS` (offline backbone weights) and `TFREID_HOME` (local
+zoo cache, default `~/.cache/tfreid`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,37 @@ def data_root(explicit: str | os.PathLike | None = None, *, required: bool = Tru
 def weights_root(explicit: str | os.PathLike | None = None, *, required: bool = True) -> Path | None:
     """Returns the folder of offline backbone weights: `explicit`, else `$TFREID_WEIGHTS`."""
     return _resolve(explicit, WEIGHTS_ENV, "weights folder", required)
+
+
+def colornames_table(explicit: str | os.PathLike | None = None,
+                     data_dir: str | os.PathLike | None = None) -> Path:
+    """Where the Colour Names table (`w2c.npy` / `w2c.mat`) is: `explicit` (a file, or a folder
+    holding one) if given, else the first of `<data_dir>/colornames/` and
+    `$TFREID_DATA/colornames/` that holds one, so that --data_dir alone locates a run's data.
+
+    Raises:
+      FileNotFoundError: naming every place looked at and the files expected there.
+    """
+    names = ("w2c.npy", "w2c.mat")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"Colour Names table {str(path)!r} does not exist (expected "
+                                    f"a .npy / .mat file, or a folder holding {' or '.join(names)}).")
+        return path
+    tried = []
+    for root, source in ((data_dir, "--data_dir"), (os.environ.get(DATA_ENV), f"${DATA_ENV}")):
+        if root:
+            folder = Path(root).expanduser() / "colornames"
+            tried.append(f"{str(folder)!r} (from {source})")
+            if any((folder / n).is_file() for n in names):
+                return folder
+    if not tried:
+        raise FileNotFoundError(
+            "No Colour Names table: give its file (--colornames), or a data root holding "
+            f"colornames/{names[0]} (--data_dir, or the {DATA_ENV} environment variable).")
+    raise FileNotFoundError(f"No Colour Names table ({' or '.join(names)}) in "
+                            f"{' nor '.join(tried)}; give its file with --colornames.")
 
 
 def home() -> Path:

@@ -9,12 +9,14 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import time
-from pathlib import Path
+from tfreid import cli  # first: quiet TensorFlow start-up
 
-from absl import app, flags
+import json  # noqa: E402
+import shutil  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "demo_out", "Output folder (data, run, pictures).")
@@ -74,4 +76,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

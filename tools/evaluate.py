@@ -2,6 +2,7 @@
 
   python tools/evaluate.py --zoo=siamese_lstm_cuhk03 --dataset=cuhk03_pair1 --data_dir=DATA --check_card
   python tools/evaluate.py --run=runs/x --dataset=market1501 --data_dir=DATA --rerank --out_json=m.json
+  python tools/evaluate.py --run=runs/z   # a run's own dataset, options and --data_dir (flags.json)
 
 Prints CMC / mAP of the serving embedding (what tfreid.zoo's `rank` and TF Serving give) under
 the all-gallery, single-shot (--single_shot_draws) and multi-query protocols, with
@@ -11,17 +12,22 @@ models of several feature channels. --check_card compares with the zoo card's me
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
+from tfreid import cli  # first: quiet TensorFlow start-up
 
-from absl import app, flags
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from absl import flags  # noqa: E402
+
+from tfreid.errors import UserError  # noqa: E402
 
 FLAGS = flags.FLAGS
+cli.define_dataset_flags()
 flags.DEFINE_string("run", None, "A tools/train.py run folder (its model.keras).")
 flags.DEFINE_string("zoo", None, "A zoo model name (tfreid.zoo.list()).")
 flags.DEFINE_string("dataset", None, "Dataset name (default: the card's / run's dataset).")
-flags.DEFINE_string("data_dir", None, "Dataset folder or data root (default $TFREID_DATA).")
+flags.DEFINE_string("data_dir", None, "Dataset folder or data root (default: the --run's own "
+                    "if it recorded one, else $TFREID_DATA).")
 flags.DEFINE_bool("rerank", False, "Also evaluate with k-reciprocal re-ranking.")
 flags.DEFINE_bool("multi_query", True, "Also report multi-query results.")
 flags.DEFINE_enum("ap", "market", ["market", "mean_precision"], "AP convention.")
@@ -36,20 +42,23 @@ flags.DEFINE_float("tolerance", 0.1, "Tolerance of --check_card, in percentage p
 def main(argv):
     del argv
     from tfreid import zoo
-    from tfreid.data import datasets
     from tfreid.model_eval import compare_summaries, evaluate_model, format_result, summarize
 
     if bool(FLAGS.run) == bool(FLAGS.zoo):
-        sys.exit("give exactly one of --run=RUN_FOLDER or --zoo=NAME")
+        raise UserError("give exactly one of --run=RUN_FOLDER or --zoo=NAME")
     if FLAGS.check_card and not FLAGS.zoo:
-        sys.exit("--check_card needs --zoo")
+        raise UserError("--check_card needs --zoo")
     model = zoo.load(FLAGS.zoo) if FLAGS.zoo else zoo.from_run(FLAGS.run)
     dataset = FLAGS.dataset or model.card.get("training", {}).get("dataset")
-    if not dataset and FLAGS.run and (Path(FLAGS.run) / "flags.json").is_file():
-        dataset = json.loads((Path(FLAGS.run) / "flags.json").read_text()).get("dataset")
+    recorded = {}
+    if FLAGS.run and (Path(FLAGS.run) / "flags.json").is_file():
+        recorded = json.loads((Path(FLAGS.run) / "flags.json").read_text())
+        dataset = dataset or recorded.get("dataset")
     if not dataset:
-        sys.exit("no --dataset given and none recorded with the model")
-    split = datasets.build(dataset, FLAGS.data_dir)
+        raise UserError("no --dataset given and none recorded with the model")
+    if recorded.get("dataset") != dataset:
+        recorded = {}  # the run's dataset options and folder are those of another dataset
+    split = cli.build_dataset(dataset, FLAGS.data_dir or recorded.get("data_dir"), recorded)
     result = evaluate_model(model, split, ap=FLAGS.ap, single_shot_draws=FLAGS.single_shot_draws,
                             rerank=FLAGS.rerank, multi_query=FLAGS.multi_query,
                             batch_size=FLAGS.batch_size, progress=True)
@@ -61,10 +70,10 @@ def main(argv):
     if FLAGS.check_card:
         card = model.card["metrics"].get("zoo")
         if not card:
-            sys.exit(f"card of {FLAGS.zoo!r} has no zoo metrics to check")
+            raise UserError(f"card of {FLAGS.zoo!r} has no zoo metrics to check")
         if card["settings"] != result["settings"] or card["dataset"] != dataset:
-            sys.exit(f"the card's metrics were measured with {card['dataset']} {card['settings']}, "
-                     f"not {dataset} {result['settings']}: {card['command']}")
+            raise UserError(f"the card's metrics were measured with {card['dataset']} "
+                            f"{card['settings']}, not {dataset} {result['settings']}: {card['command']}")
         problems = compare_summaries(result["summary"], card["results"], FLAGS.tolerance)
         if problems:
             print("card metrics NOT reproduced:\n  " + "\n  ".join(problems))
@@ -74,4 +83,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

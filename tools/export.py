@@ -10,9 +10,11 @@ SavedModel: <base_dir>/<model_name>/<version>/ with signatures serving_default (
 
 from __future__ import annotations
 
-import sys
+from tfreid import cli  # first: quiet TensorFlow start-up
 
-from absl import app, flags
+from absl import flags  # noqa: E402
+
+from tfreid.errors import UserError  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", None, "A tools/train.py run folder (its model.keras).")
@@ -29,9 +31,9 @@ def main(argv):
     from tfreid import export, zoo
 
     if bool(FLAGS.run) == bool(FLAGS.zoo):
-        sys.exit("give exactly one of --run=RUN_FOLDER or --zoo=NAME")
+        raise UserError("give exactly one of --run=RUN_FOLDER or --zoo=NAME")
     if not FLAGS.base_dir and not FLAGS.onnx:
-        sys.exit("nothing to do: give --base_dir (SavedModel) and/or --onnx=FILE")
+        raise UserError("nothing to do: give --base_dir (SavedModel) and/or --onnx=FILE")
     model = zoo.load(FLAGS.zoo) if FLAGS.zoo else zoo.from_run(FLAGS.run)
     if FLAGS.base_dir:
         path = export.export_saved_model(model, FLAGS.base_dir, FLAGS.model_name or model.name,
@@ -43,4 +45,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

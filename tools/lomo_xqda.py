@@ -10,17 +10,19 @@ Example:
 (without --features_file the LOMO features are extracted first, from --dataset/--data_dir).
 """
 
-import json
-import os
-import time
+from tfreid import cli  # first: quiet TensorFlow start-up
 
-import numpy as np
-from absl import app, flags
+import json  # noqa: E402
+import os  # noqa: E402
+import time  # noqa: E402
 
-from tfreid import evaluation
-from tfreid.evaluation import protocols
-from tfreid.features import extract
-from tfreid.models.xqda import XQDA
+import numpy as np  # noqa: E402
+from absl import flags  # noqa: E402
+
+from tfreid import evaluation  # noqa: E402
+from tfreid.evaluation import protocols  # noqa: E402
+from tfreid.features import extract  # noqa: E402
+from tfreid.models.xqda import XQDA  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("features_file", None, "A .npz from tools/extract_features.py with LOMO.")
@@ -31,6 +33,7 @@ flags.DEFINE_float("regularizer", 0.001, "XQDA lambda.")
 flags.DEFINE_integer("dims", None, "XQDA subspace dims (default: eigenvalues > 1).")
 flags.DEFINE_integer("num_draws", 10, "Single-shot draws (seeds 0..num_draws-1).")
 flags.DEFINE_integer("seed", 0, "Unused by XQDA (closed form); recorded for completeness.")
+cli.define_dataset_flags()
 
 
 def _load():
@@ -39,8 +42,7 @@ def _load():
         if "train_lomo" not in data:
             raise ValueError(f"{FLAGS.features_file!r} has no LOMO features (keys: {sorted(data)}).")
         return data
-    from tfreid.data import datasets
-    splits, _ = extract.extract_dataset(datasets.build(FLAGS.dataset, FLAGS.data_dir), ["lomo"])
+    splits, _ = extract.extract_dataset(cli.build_dataset(FLAGS.dataset, FLAGS.data_dir), ["lomo"])
     return {f"{part}_{key}": np.asarray(value) for part, contents in splits.items()
             for key, value in contents.items()}
 
@@ -77,4 +79,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

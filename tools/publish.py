@@ -11,7 +11,9 @@ The card's zoo metrics are measured on the published file by the same code as
 
 from __future__ import annotations
 
-from absl import app, flags
+from tfreid import cli  # first: quiet TensorFlow start-up
+
+from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", None, "Finished tools/train.py run folder.", required=True)
@@ -35,4 +37,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

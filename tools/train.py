@@ -5,24 +5,33 @@ Stripe models (Varior et al. 2016):
 CNN embeddings (Chen, Duffner et al. 2021):
   python tools/train.py --flagfile=zoo/configs/rank_triplet_mobilenetv2_cuhk03.cfg --data_dir=DATA --out=runs/y
 
+Your own folder (file names parsed by a regex with groups pid and camid):
+  python tools/train.py --dataset=folder --data_dir=my_data --folder_pattern='(?P<pid>\d+)_c(?P<camid>\d+)_.*\.jpg' --out=runs/z
+
 A killed run continues with the same command plus --resume. Every hyper-parameter is a flag;
 the run folder receives flags.json, checkpoints, TensorBoard logs, metrics.json and the model.
+Every flag, the dataset and the Color Names table are checked before flags.json is written; a
+run that fails before its first checkpoint leaves --out as it found it.
 """
 
 from __future__ import annotations
 
-import json
-import sys
-import time
-from pathlib import Path
+from tfreid import cli  # first: quiet TensorFlow start-up
 
-from absl import app, flags
+import json  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from absl import flags  # noqa: E402
+
+from tfreid.errors import UserError  # noqa: E402
 
 FLAGS = flags.FLAGS
-_ABSL_FLAGS = set(FLAGS)  # defined by absl itself (logging, --flagfile, ...)
+_ABSL_FLAGS = set(FLAGS)  # defined by absl itself (logging, --flagfile, ...) and by tfreid.cli
 
 # Data and run
-flags.DEFINE_string("dataset", "synthetic", "Dataset name (see tfreid.data.names()).")
+flags.DEFINE_string("dataset", "synthetic", "Dataset name (see tfreid.data.names()); its loader's "
+                    "options are the --<dataset>_* flags (--helpfull).")
 flags.DEFINE_string("data_dir", None, "Dataset folder or data root; default $TFREID_DATA "
                     "(for 'synthetic': where to generate it).")
 flags.DEFINE_string("out", None, "Run folder (created).", required=True)
@@ -52,10 +61,11 @@ flags.DEFINE_enum("objective", "contrastive",
 flags.DEFINE_float("lr_decay", 0.95, "Per-epoch learning-rate factor (stripe models).")
 flags.DEFINE_integer("batch_size", 100, "Pairs per batch (contrastive stripe models).")
 flags.DEFINE_integer("negatives_per_positive", 2, "Hard negatives per positive of each image.")
-flags.DEFINE_string("lomo_normalize", "row", "LOMO normalisation: 'row' or 'global'.")
+flags.DEFINE_enum("lomo_normalize", "row", ["row", "global"], "LOMO normalisation.")
 flags.DEFINE_integer("cn_words", 350, "Color Names codebook size.")
 flags.DEFINE_integer("cn_stripes", 16, "Color Names stripes.")
-flags.DEFINE_string("colornames", None, "w2c table (.npy/.mat); default $TFREID_DATA/colornames/.")
+flags.DEFINE_string("colornames", None, "w2c table (.npy/.mat, or a folder holding one); default "
+                    "<--data_dir>/colornames/, else $TFREID_DATA/colornames/.")
 
 # CNN models
 flags.DEFINE_string("backbone", "mobilenetv2", "keras.applications backbone name.")
@@ -81,9 +91,21 @@ flags.DEFINE_string("train_from", None,
                     "train the whole network.")
 
 
-def _stripe(split, out: Path) -> dict:
-    from tfreid.training.stripe_experiment import ChannelSpec, run_stripe_experiment
+cli.define_dataset_flags()
+
+
+def _stripe_settings():
+    """(StripeTrainConfig, ChannelSpec) of the flags; raises on a bad value, before any work."""
+    from tfreid import paths
+    from tfreid.features import load_w2c
+    from tfreid.training.stripe_experiment import CHANNELS, ChannelSpec
     from tfreid.training.stripes import StripeTrainConfig
+
+    unknown = [c for c in FLAGS.features if c not in CHANNELS]
+    if unknown or not FLAGS.features or len(set(FLAGS.features)) != len(FLAGS.features):
+        raise UserError(f"--features={','.join(FLAGS.features)}: expected one or more of "
+                        f"{', '.join(CHANNELS)}, each once (--model={FLAGS.model} trains one "
+                        "network per feature channel).")
 
     config = StripeTrainConfig(
         architecture="lstm" if FLAGS.model == "siamese_lstm" else "mlp",
@@ -95,17 +117,25 @@ def _stripe(split, out: Path) -> dict:
         epochs=20 if FLAGS.epochs is None else FLAGS.epochs,
         patience=5 if FLAGS.patience is None else FLAGS.patience,
         negatives_per_positive=FLAGS.negatives_per_positive, seed=FLAGS.seed)
+    table = None
+    if "cn" in FLAGS.features:
+        table = str(paths.colornames_table(FLAGS.colornames, FLAGS.data_dir))
+        load_w2c(table)  # a bad table is refused now, not after the LOMO channel has trained
     spec = ChannelSpec(lomo_normalize=FLAGS.lomo_normalize, cn_words=FLAGS.cn_words,
-                       cn_stripes=FLAGS.cn_stripes, colornames=FLAGS.colornames)
-    return run_stripe_experiment(split, config, out, channels=FLAGS.features, spec=spec,
-                                 num_val_ids=FLAGS.val_ids, resume=FLAGS.resume)
+                       cn_stripes=FLAGS.cn_stripes, colornames=table)
+    return config, spec
 
 
-def _cnn(split, out: Path) -> dict:
-    from tfreid.training.cnn_experiment import run_cnn_experiment
+def _cnn_config():
+    """CNNTrainConfig of the flags; raises on a bad value, before any work."""
+    from tfreid.models.backbones import backbone_spec
     from tfreid.training.cnn import CNNTrainConfig
 
-    config = CNNTrainConfig(
+    backbone_spec(FLAGS.backbone)
+    if FLAGS.weights not in ("none", "imagenet", "offline") and not Path(FLAGS.weights).is_file():
+        raise UserError(f"--weights={FLAGS.weights}: no such file (expected none, imagenet, "
+                        "offline, or a .pt / .weights.h5 file).")
+    return CNNTrainConfig(
         backbone=FLAGS.backbone, weights=None if FLAGS.weights == "none" else FLAGS.weights,
         height=FLAGS.height, width=FLAGS.width, embedding_dim=FLAGS.embedding_dim, loss=FLAGS.loss,
         margin=FLAGS.margin, p=FLAGS.p, k=FLAGS.k,
@@ -115,8 +145,23 @@ def _cnn(split, out: Path) -> dict:
         steps_per_epoch=FLAGS.steps_per_epoch,
         patience=0 if FLAGS.patience is None else FLAGS.patience, seed=FLAGS.seed,
         train_from=FLAGS.train_from or None)
-    return run_cnn_experiment(split, config, out, num_val_ids=FLAGS.val_ids, resume=FLAGS.resume,
-                              weights_dir=FLAGS.weights_dir)
+
+
+def _train(split, out: Path, settings) -> dict:
+    if FLAGS.model == "cnn":
+        from tfreid.training.cnn_experiment import run_cnn_experiment
+
+        return run_cnn_experiment(split, settings, out, num_val_ids=FLAGS.val_ids,
+                                  resume=FLAGS.resume, weights_dir=FLAGS.weights_dir)
+    from tfreid.training.stripe_experiment import run_stripe_experiment
+
+    config, spec = settings
+    return run_stripe_experiment(split, config, out, channels=FLAGS.features, spec=spec,
+                                 num_val_ids=FLAGS.val_ids, resume=FLAGS.resume)
+
+
+def _has_checkpoint(out: Path) -> bool:
+    return any(out.glob("**/checkpoints/checkpoint"))
 
 
 # Flags a resumed run may change: a longer schedule, and where data live on this machine.
@@ -133,28 +178,41 @@ def _changed_settings(started: dict, now: dict) -> list[str]:
 
 def main(argv):
     del argv
-    from tfreid.data import datasets
-
     out = Path(FLAGS.out)
     flags_path = out / "flags.json"
     if flags_path.exists() and not FLAGS.resume:
-        sys.exit(f"--out={out} already holds a run (flags.json); pass --resume to continue it, "
-                 "or choose another --out.")
+        raise UserError(f"--out={out} already holds a run (flags.json); pass --resume to "
+                        "continue it, or choose another --out.")
+    if FLAGS.resume and not flags_path.exists():
+        raise UserError(f"--resume: {out} holds no run to continue (no flags.json there); "
+                        "leave out --resume to start one.")
     if flags_path.exists():
         changed = _changed_settings(json.loads(flags_path.read_text()), FLAGS.flag_values_dict())
         if changed:
-            sys.exit(f"--resume of {out} with other settings than the run was started with "
-                     f"({'; '.join(changed)}): checkpoints would not match. Use the original "
-                     "flags (only --epochs, --patience and paths may change), or another --out.")
+            raise UserError(
+                f"--resume of {out} with other settings than the run was started with "
+                f"({'; '.join(changed)}): checkpoints would not match. Use the original flags "
+                "(only --epochs, --patience and paths may change), or another --out.")
+    # Everything that can be checked is checked before the run folder is written.
+    cli.dataset_kwargs(FLAGS.dataset)  # the dataset's name and options first: they cost nothing
+    settings = _cnn_config() if FLAGS.model == "cnn" else _stripe_settings()
+    split = cli.build_dataset(FLAGS.dataset, FLAGS.data_dir)
+    print(split.summary())
+    started_here, created = not flags_path.exists(), not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     flags_path.write_text(json.dumps(FLAGS.flag_values_dict(), indent=1, default=str))
-    split = datasets.build(FLAGS.dataset, FLAGS.data_dir)
-    print(split.summary())
     start = time.perf_counter()
-    metrics = _cnn(split, out) if FLAGS.model == "cnn" else _stripe(split, out)
+    try:
+        metrics = _train(split, out, settings)
+    except BaseException:
+        if started_here and not _has_checkpoint(out):  # nothing to resume: leave --out reusable
+            flags_path.unlink(missing_ok=True)
+            if created and not any(out.iterdir()):
+                out.rmdir()
+        raise
     print(f"finished in {time.perf_counter() - start:.0f} s; metrics in {out / 'metrics.json'}")
     return 0 if metrics else 1
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

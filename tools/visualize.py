@@ -10,9 +10,14 @@ writes pictures/cmc.png (cmc_compare.png when --run is given too).
 
 from __future__ import annotations
 
-from pathlib import Path
+from tfreid import cli  # first: quiet TensorFlow start-up
 
-from absl import app, flags
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from absl import flags  # noqa: E402
+
+from tfreid.errors import UserError  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", None, "Run folder of tools/train.py (metrics.json, model.keras).")
@@ -26,6 +31,7 @@ flags.DEFINE_enum("cmc_protocol", "all_gallery", ["all_gallery", "single_shot", 
 flags.DEFINE_integer("num_queries", 6, "Queries (rows) in ranked_lists.png.")
 flags.DEFINE_integer("top_k", 10, "Gallery images per query in ranked_lists.png.")
 flags.DEFINE_integer("num_gate_images", 6, "Query images in gate_heatmaps.png.")
+cli.define_dataset_flags()
 
 
 def main(argv):
@@ -33,16 +39,21 @@ def main(argv):
     from tfreid import viz
 
     if not FLAGS.run and not FLAGS.metrics:
-        raise app.UsageError("give --run (a run folder) and/or --metrics (runs to compare)")
+        raise UserError("give --run (a run folder) and/or --metrics (runs to compare)")
     if FLAGS.out:
         out = Path(FLAGS.out)
     elif FLAGS.run:
         out = Path(FLAGS.run) / "pictures"
     else:
-        raise app.UsageError("--out is required with --metrics alone")
+        raise UserError("--out is required with --metrics alone")
     pictures = []
     if FLAGS.run:
-        split = viz.run_split(FLAGS.run, FLAGS.dataset, FLAGS.data_dir)
+        saved = Path(FLAGS.run) / "flags.json"
+        saved = json.loads(saved.read_text()) if saved.is_file() else {}
+        dataset = FLAGS.dataset or saved.get("dataset")
+        options = cli.dataset_kwargs(dataset, saved if saved.get("dataset") == dataset else None) \
+            if dataset else None
+        split = viz.run_split(FLAGS.run, FLAGS.dataset, FLAGS.data_dir, options)
         pictures += viz.write_run_pictures(
             FLAGS.run, split, out, num_queries=FLAGS.num_queries, top_k=FLAGS.top_k,
             num_gate_images=FLAGS.num_gate_images, cmc_protocol=FLAGS.cmc_protocol)
@@ -54,4 +65,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

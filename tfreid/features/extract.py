@@ -15,13 +15,13 @@ import os
 import zipfile
 from typing import Callable, Mapping, Sequence
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from tfreid.features import colornames as cn
 from tfreid.features.codebook import fit_codebook
 from tfreid.features.lomo_ops import LomoConfig, lomo
+from tfreid.progress import bar as progress_bar
 
 FEATURES = ("lomo", "cn")
 SPLITS = ("train", "query", "gallery")
@@ -80,14 +80,14 @@ def extract(paths: Sequence[str], extractors: Mapping[str, tuple[tuple[int, int]
       extractors: name -> ((H, W), fn float32 [batch, H, W, 3] -> features [batch, ...]).
       batch_size: images per batch.
       dtype: dtype of the returned arrays.
-      progress: show a keras Progbar.
+      progress: show progress (`tfreid.progress.bar`: a bar on a terminal, else plain lines).
 
     Returns:
       name -> array [len(paths), ...].
     """
     dataset = image_dataset(paths, {name: size for name, (size, _) in extractors.items()},
                             batch_size)
-    bar = keras.utils.Progbar(len(paths), unit_name="image") if progress else None
+    bar = progress_bar(len(paths), "image") if progress else None
     outputs = {name: [] for name in extractors}
     for batch in dataset:
         for name, (_, fn) in extractors.items():

@@ -39,7 +39,8 @@ from tfreid.evaluation import evaluate, pairwise_distance
 from tfreid.models.embedding import build_embedding_model
 from tfreid.models.split import split_embedding_model
 from tfreid.training import prefix_cache
-from tfreid.training.loop import EarlyStopping, ResumableLoop, progbar_verbosity
+from tfreid.progress import bar as progress_bar
+from tfreid.training.loop import EarlyStopping, ResumableLoop
 
 CNN_LOSSES = ("classification", "contrastive", "triplet", "quadruplet", "batch_hard",
               "rank_triplet_baseline", "rank_triplet")
@@ -244,7 +245,7 @@ def train_cnn(config: CNNTrainConfig, train: Sequence[ImageRecord], val_query: S
         epoch_batches = _cached_batches(config, prefix, paths, labels, Path(out_dir) / "cache", log)
 
     def train_epoch(epoch: int) -> dict:
-        progbar = keras.utils.Progbar(steps, verbose=progbar_verbosity(log))
+        progbar = progress_bar(steps, "step", log)
         sums = np.zeros(4)
         for step, (inputs, batch_labels) in enumerate(epoch_batches(epoch).take(steps)):
             values = train_step(inputs, tf.cast(batch_labels, tf.int32))

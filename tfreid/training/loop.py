@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Mapping
@@ -21,14 +20,6 @@ import keras
 import tensorflow as tf
 
 EpochFn = Callable[[int], Mapping[str, float]]
-
-
-def progbar_verbosity(log: Callable[[str], None]) -> int:
-    """keras Progbar verbosity: live bar on a terminal, one line per epoch in a log file, none
-    when the caller silenced logging."""
-    if log is not print:
-        return 0
-    return 1 if sys.stdout.isatty() else 2
 
 
 @dataclasses.dataclass

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfreid.data.pipeline import image_dataset, pk_feature_dataset
-from tfreid.training.loop import progbar_verbosity
+from tfreid.progress import bar as progress_bar
 
 CACHE_FORMAT = 1
 CACHE_DTYPE = np.float16
@@ -67,7 +67,7 @@ def compute_prefix_maps(prefix: keras.Model, paths: Sequence[str], size: Sequenc
     run = tf.function(lambda x: prefix(x, training=False),
                       input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32)])
     ds = image_dataset(list(paths), np.zeros(len(paths), np.int64), size, batch_size)
-    progbar = keras.utils.Progbar(len(paths), verbose=progbar_verbosity(log), unit_name="image")
+    progbar = progress_bar(len(paths), "image", log)
     start = 0
     for images, _ in ds:
         n = int(images.shape[0])

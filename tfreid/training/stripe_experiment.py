@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import time
+import weakref
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -56,6 +57,10 @@ class ChannelSpec:
     batch_size: int = 64
 
 
+_FEATURE_FNS: "weakref.WeakKeyDictionary[keras.layers.Layer, tf.types.experimental.GenericFunction]" = \
+    weakref.WeakKeyDictionary()
+
+
 def featurize(layer: keras.layers.Layer, paths: Sequence[str], batch_size: int = 64,
               log: Callable[[str], None] = print) -> np.ndarray:
     """Runs a feature layer (LomoLayer / ColorNamesLayer) over image files: float32 [N, rows, dim].
@@ -66,9 +71,12 @@ def featurize(layer: keras.layers.Layer, paths: Sequence[str], batch_size: int =
     if not paths:
         raise ValueError("featurize got no image paths")
     height, width = layer.config.height, layer.config.width
-    # The feature ops have no data-dependent Python control flow: autograph only adds tracing time.
-    run = tf.function(layer.call, input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32)],
-                      autograph=False)
+    run = _FEATURE_FNS.get(layer)
+    if run is None:  # one traced function per layer: a new one per call would retrace every part
+        # The feature ops have no data-dependent Python control flow: autograph only adds tracing time.
+        run = tf.function(layer.call, autograph=False,
+                          input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32)])
+        _FEATURE_FNS[layer] = run
     return extract(paths, {"features": ((height, width), run)}, batch_size,
                    progress=log is print)["features"]
 
@@ -93,6 +101,7 @@ def _features_key(channel: str, spec: ChannelSpec, parts: dict, seed: int) -> st
     content = {"channel": channel, "spec": dataclasses.asdict(spec), "seed": seed,
                "parts": {part: [str(p) for p in arrays(parts[part])[0]] for part in PARTS}}
     content["spec"].pop("batch_size")
+    content["spec"]["colornames"] = None  # where the table lives is not what features depend on
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 

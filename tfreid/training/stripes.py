@@ -27,7 +27,8 @@ from tfreid.data.pipeline import PKSampler
 from tfreid.evaluation import evaluate, pairwise_distance
 from tfreid.models.mlp_baseline import build_stripe_mlp
 from tfreid.models.siamese_lstm import build_siamese, build_stripe_lstm, siamese_optimizer
-from tfreid.training.loop import EarlyStopping, ResumableLoop, progbar_verbosity
+from tfreid.progress import bar as progress_bar
+from tfreid.training.loop import EarlyStopping, ResumableLoop
 
 ARCHITECTURES = ("lstm", "mlp")
 OBJECTIVES = ("contrastive", "rank_triplet", "rank_triplet_baseline", "batch_hard")
@@ -174,8 +175,7 @@ def train_stripe_model(config: StripeTrainConfig, train_features: np.ndarray, tr
         return loss
 
     def train_epoch(epoch: int) -> dict:
-        progbar = keras.utils.Progbar(steps_per_epoch, verbose=progbar_verbosity(log),
-                                      stateful_metrics=["loss"])
+        progbar = progress_bar(steps_per_epoch, "step", log, stateful_metrics=["loss"])
         total, steps = 0.0, 0
         if config.objective == "contrastive":
             for (x_i, x_j), label in sampler.dataset(epoch):

@@ -32,13 +32,15 @@ def read_metrics(path: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
-def run_split(run_dir: str | Path, dataset: str | None = None, data_dir: str | None = None) -> ReIDSplit:
+def run_split(run_dir: str | Path, dataset: str | None = None, data_dir: str | None = None,
+              options: dict | None = None) -> ReIDSplit:
     """The dataset a run was trained on, from its flags.json (tools/train.py).
 
     Args:
       run_dir: the run folder.
       dataset, data_dir: override the run's --dataset / --data_dir (needed for runs without a
         flags.json, e.g. the demo's: dataset falls back to metrics.json's "dataset").
+      options: loader options (None: those the run recorded for its own dataset).
     """
     from tfreid.data import datasets
 
@@ -50,7 +52,9 @@ def run_split(run_dir: str | Path, dataset: str | None = None, data_dir: str | N
         dataset = read_metrics(run_dir).get("dataset")
     if dataset is None:
         raise ValueError(f"{run_dir} has no flags.json naming its dataset; pass the dataset name")
-    return datasets.build(dataset, data_dir or saved.get("data_dir"))
+    if options is None:
+        options = datasets.recorded_options(dataset, saved) if saved.get("dataset") == dataset else {}
+    return datasets.build(dataset, data_dir or saved.get("data_dir"), **options)
 
 
 def load_run_model(path: str | Path):
