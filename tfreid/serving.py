@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfreid import images as image_io
+from tfreid.progress import bar as progress_bar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,7 +237,7 @@ class EmbeddingModel:
         from concurrent.futures import ThreadPoolExecutor
 
         paths = [str(p) for p in paths]
-        bar = keras.utils.Progbar(len(paths)) if progress else None
+        bar = progress_bar(len(paths), "image") if progress else None
         chunks, raws = [], []
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             for start in range(0, len(paths), batch_size):
