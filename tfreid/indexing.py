@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from tfreid.errors import UserError
+from tfreid.progress import bar as progress_bar
 from tfreid.search import GalleryIndex, IndexMismatchError, _atomic_write, list_images, model_identity
 
 ID_PATTERNS = {
@@ -81,8 +82,6 @@ def embed_chunks(model, paths: Sequence[str], folder: Path, chunk_size: int = 20
     Raises:
       UserError: `folder` holds chunks of other images, another model or chunk size.
     """
-    import keras
-
     if chunk_size < 1:
         raise UserError(f"--chunk_size must be >= 1, got {chunk_size}")
     folder.mkdir(parents=True, exist_ok=True)
@@ -115,7 +114,7 @@ def embed_chunks(model, paths: Sequence[str], folder: Path, chunk_size: int = 20
     done = len(paths) - sum(stop - start for _, start, stop in todo)
     if done:
         log(f"Resuming: {done} of {len(paths)} images already embedded in {folder}")
-    bar = keras.utils.Progbar(len(paths) - done, unit_name="image")  # ETA of the work left
+    bar = progress_bar(len(paths) - done, "image")  # ETA of the work left
     for path, start, stop in todo:
         emb = model.embed_files(paths[start:stop], batch_size=batch_size)
         buf = _npz(embeddings=emb.astype(np.float32))
