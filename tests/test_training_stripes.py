@@ -78,3 +78,31 @@ def test_feature_cache_is_reused_only_for_the_same_images(tmp_path):
     changed = _channel_features("lomo", ChannelSpec(), other_holdout, tmp_path / "run", 0, messages.append)[1]
     assert any("other images or settings" in m for m in messages)
     assert len(changed["train"]) == len(other_holdout["train"]) != len(first["train"])
+
+
+def test_transfer_starts_from_the_source_weights_and_reuses_its_feature_layer(tmp_path):
+    import numpy as np
+
+    from tfreid.training.stripe_experiment import run_stripe_experiment
+
+    split = synthetic.load(tmp_path / "data", num_train_ids=12, num_test_ids=6, num_cameras=2,
+                           images_per_camera=2)
+    config = StripeTrainConfig(hidden_units=4, epochs=1, patience=0, batch_size=16, seed=0)
+    quiet = dict(channels=["lomo"], num_val_ids=3, log=lambda s: None)
+    run_stripe_experiment(split, config, tmp_path / "source", **quiet)
+    from tfreid.serving import load_keras_model
+    source = load_keras_model(tmp_path / "source" / "model.keras")
+    start = source.get_layer("lomo_embedding").get_weights()
+
+    # a vanishing learning rate: the result must equal the source weights
+    frozen = StripeTrainConfig(hidden_units=4, epochs=1, patience=0, batch_size=16, seed=1,
+                               learning_rate=1e-12)
+    run_stripe_experiment(split, frozen, tmp_path / "transfer", init_from=source, init_name="src",
+                          **quiet)
+    result = load_keras_model(tmp_path / "transfer" / "model.keras")
+    for got, want in zip(result.get_layer("lomo_embedding").get_weights(), start):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    wrong = StripeTrainConfig(hidden_units=5, epochs=1, patience=0, batch_size=16, seed=0)
+    with pytest.raises(ValueError, match="do not fit"):
+        run_stripe_experiment(split, wrong, tmp_path / "bad", init_from=source, init_name="src",
+                              **quiet)

@@ -30,6 +30,8 @@ FLAGS = flags.FLAGS
 _ABSL_FLAGS = set(FLAGS)  # defined by absl itself (logging, --flagfile, ...) and by tfreid.cli
 
 # Data and run
+flags.DEFINE_bool("skip_bad_images", False, "Leave unreadable image files out of the dataset "
+                  "(listed on stderr and in the run folder) instead of refusing it.")
 flags.DEFINE_string("dataset", "synthetic", "Dataset name (see tfreid.data.names()); its loader's "
                     "options are the --<dataset>_* flags (--helpfull).")
 flags.DEFINE_string("data_dir", None, "Dataset folder or data root; default $TFREID_DATA "
@@ -64,6 +66,9 @@ flags.DEFINE_integer("negatives_per_positive", 2, "Hard negatives per positive o
 flags.DEFINE_enum("lomo_normalize", "row", ["row", "global"], "LOMO normalisation.")
 flags.DEFINE_integer("cn_words", 350, "Color Names codebook size.")
 flags.DEFINE_integer("cn_stripes", 16, "Color Names stripes.")
+flags.DEFINE_string("init_from", None, "Stripe models, transfer: a zoo model name or a run folder "
+                    "whose feature layers (Color Names codebook included) are reused and whose "
+                    "trained channel networks initialise this run (same architecture flags).")
 flags.DEFINE_string("colornames", None, "w2c table (.npy/.mat, or a folder holding one); default "
                     "<--data_dir>/colornames/, else $TFREID_DATA/colornames/.")
 
@@ -82,6 +87,12 @@ flags.DEFINE_integer("k", 4, "Images per identity in a P x K batch.")
 flags.DEFINE_float("weight_decay", 5e-4, "L2 weight decay (CNN).")
 flags.DEFINE_integer("lr_step_epochs", 80, "CNN learning rate x0.1 every this many epochs.")
 flags.DEFINE_integer("steps_per_epoch", None, "CNN batches per epoch (default: identities // p).")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                  "CNN: tf.distribute strategy: one device, every local GPU (MirroredStrategy), "
+                  "or one process per machine from TF_CONFIG (MultiWorkerMirroredStrategy; give "
+                  "each worker its own --out). List-wise losses see the global batch.")
+flags.DEFINE_enum("mixed_precision", "", ["", "float16", "bfloat16"],
+                  "CNN: 16-bit compute (GPUs); losses and ranking stay float32.")
 flags.DEFINE_string("train_from", None,
                     "CNN partial fine-tuning (CPU budget): name of the backbone layer that begins "
                     "the trained top, e.g. block_16_expand (MobileNetV2's last block, Conv_1, "
@@ -123,7 +134,7 @@ def _stripe_settings():
         load_w2c(table)  # a bad table is refused now, not after the LOMO channel has trained
     spec = ChannelSpec(lomo_normalize=FLAGS.lomo_normalize, cn_words=FLAGS.cn_words,
                        cn_stripes=FLAGS.cn_stripes, colornames=table)
-    return config, spec
+    return config, spec, _transfer_source()
 
 
 def _cnn_config():
@@ -144,7 +155,8 @@ def _cnn_config():
         epochs=200 if FLAGS.epochs is None else FLAGS.epochs,
         steps_per_epoch=FLAGS.steps_per_epoch,
         patience=0 if FLAGS.patience is None else FLAGS.patience, seed=FLAGS.seed,
-        train_from=FLAGS.train_from or None)
+        train_from=FLAGS.train_from or None, strategy=FLAGS.strategy,
+        mixed_precision=FLAGS.mixed_precision or None)
 
 
 def _train(split, out: Path, settings) -> dict:
@@ -155,9 +167,28 @@ def _train(split, out: Path, settings) -> dict:
                                   resume=FLAGS.resume, weights_dir=FLAGS.weights_dir)
     from tfreid.training.stripe_experiment import run_stripe_experiment
 
-    config, spec = settings
+    config, spec, source = settings
     return run_stripe_experiment(split, config, out, channels=FLAGS.features, spec=spec,
-                                 num_val_ids=FLAGS.val_ids, resume=FLAGS.resume)
+                                 num_val_ids=FLAGS.val_ids, resume=FLAGS.resume,
+                                 init_from=source, init_name=FLAGS.init_from)
+
+
+def _transfer_source():
+    """The trained stripe model of --init_from (None without it); refused early if unusable."""
+    if not FLAGS.init_from:
+        return None
+    from tfreid import zoo
+
+    if FLAGS.model == "cnn":
+        raise UserError("--init_from is for stripe models (--model=siamese_lstm or mlp)")
+    source = Path(FLAGS.init_from)
+    model = (zoo.from_run(source) if source.is_dir() else zoo.load(FLAGS.init_from)).keras_model
+    names = {layer.name for layer in model.layers}
+    missing = [c for c in FLAGS.features if c not in names or f"{c}_embedding" not in names]
+    if missing:
+        raise UserError(f"--init_from={FLAGS.init_from} has no trained channel {missing} "
+                        f"(its layers: {sorted(names)}); pick --features it has.")
+    return model
 
 
 def _has_checkpoint(out: Path) -> bool:
@@ -196,17 +227,20 @@ def main(argv):
     # Everything that can be checked is checked before the run folder is written.
     cli.dataset_kwargs(FLAGS.dataset)  # the dataset's name and options first: they cost nothing
     settings = _cnn_config() if FLAGS.model == "cnn" else _stripe_settings()
-    split = cli.build_dataset(FLAGS.dataset, FLAGS.data_dir)
+    split = cli.build_dataset(FLAGS.dataset, FLAGS.data_dir, skip_bad_images=FLAGS.skip_bad_images)
     print(split.summary())
     started_here, created = not flags_path.exists(), not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     flags_path.write_text(json.dumps(FLAGS.flag_values_dict(), indent=1, default=str))
+    if split.skipped:   # recorded with the run: its metrics are on the images that remained
+        (out / "skipped_images.json").write_text(json.dumps(dict(split.skipped), indent=1))
     start = time.perf_counter()
     try:
         metrics = _train(split, out, settings)
     except BaseException:
         if started_here and not _has_checkpoint(out):  # nothing to resume: leave --out reusable
             flags_path.unlink(missing_ok=True)
+            (out / "skipped_images.json").unlink(missing_ok=True)
             if created and not any(out.iterdir()):
                 out.rmdir()
         raise

@@ -95,26 +95,31 @@ def build_channel_layer(channel: str, spec: ChannelSpec, train_paths: Sequence[s
     return ColorNamesLayer(table, codebook, num_stripes=spec.cn_stripes, name="cn")
 
 
-def _features_key(channel: str, spec: ChannelSpec, parts: dict, seed: int) -> str:
+def _features_key(channel: str, spec: ChannelSpec, parts: dict, seed: int,
+                  source: str | None = None) -> str:
     """What a channel's cached features depend on: the images of every part (the held-out
-    identities change with --val_ids and --seed), the channel settings and the seed."""
+    identities change with --val_ids and --seed), the channel settings, the seed, and the
+    model whose feature layer is reused (transfer)."""
     content = {"channel": channel, "spec": dataclasses.asdict(spec), "seed": seed,
-               "parts": {part: [str(p) for p in arrays(parts[part])[0]] for part in PARTS}}
+               "parts": {part: [str(p) for p in arrays(parts[part])[0]] for part in PARTS},
+               **({"source": source} if source else {})}
     content["spec"].pop("batch_size")
     content["spec"]["colornames"] = None  # where the table lives is not what features depend on
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 def _channel_features(channel: str, spec: ChannelSpec, parts: dict, out_dir: Path, seed: int,
-                      log) -> tuple[keras.layers.Layer, dict[str, np.ndarray]]:
+                      log, source_layer: keras.layers.Layer | None = None,
+                      source: str | None = None) -> tuple[keras.layers.Layer, dict[str, np.ndarray]]:
     """Features of every part for one channel, cached in out_dir/features/<channel>.npz.
 
     The cache (and the Color Names codebook) is reused only when its key matches the parts'
-    images and the channel settings; otherwise it is recomputed and replaced.
+    images and the channel settings; otherwise it is recomputed and replaced. `source_layer`
+    (transfer) is used as the channel's feature layer instead of a new one, codebook included.
     """
     cache = out_dir / "features" / f"{channel}.npz"
     codebook_path = out_dir / "features" / "codebook.npy"
-    key = _features_key(channel, spec, parts, seed)
+    key = _features_key(channel, spec, parts, seed, source)
     cached = None
     if cache.exists():
         with np.load(cache, allow_pickle=False) as z:
@@ -122,7 +127,9 @@ def _channel_features(channel: str, spec: ChannelSpec, parts: dict, out_dir: Pat
                 cached = {part: z[part] for part in PARTS}
             else:
                 log(f"{cache} was computed for other images or settings: featurising again")
-    if channel == "cn" and codebook_path.exists() and cached is not None:
+    if source_layer is not None:
+        layer = source_layer
+    elif channel == "cn" and codebook_path.exists() and cached is not None:
         layer = ColorNamesLayer(load_w2c(spec.colornames), np.load(codebook_path, allow_pickle=False),
                                 num_stripes=spec.cn_stripes, name="cn")
     else:
@@ -143,6 +150,15 @@ def _channel_features(channel: str, spec: ChannelSpec, parts: dict, out_dir: Pat
     return layer, feats
 
 
+def _source_channel(model: keras.Model, channel: str) -> tuple[keras.layers.Layer, list]:
+    """(feature layer, embedding network weights) of `channel` in a trained stripe model."""
+    names = [layer.name for layer in model.layers]
+    if channel not in names or f"{channel}_embedding" not in names:
+        raise ValueError(f"the model to transfer from has no {channel!r} channel (layers: "
+                         f"{names}); train with --features it has")
+    return model.get_layer(channel), model.get_layer(f"{channel}_embedding").get_weights()
+
+
 def build_deploy_model(layers: dict[str, keras.layers.Layer],
                        embeddings: dict[str, keras.Model]) -> keras.Model:
     """Raw images [B, H, W, 3] (uint8 or float 0-255, any size) -> {channel: embedding [B, k]}."""
@@ -154,6 +170,7 @@ def build_deploy_model(layers: dict[str, keras.layers.Layer],
 def run_stripe_experiment(split: ReIDSplit, config: StripeTrainConfig, out_dir: str | Path, *,
                           channels: Sequence[str] = CHANNELS, spec: ChannelSpec | None = None,
                           num_val_ids: int = 100, resume: bool = False,
+                          init_from: keras.Model | None = None, init_name: str | None = None,
                           log: Callable[[str], None] = print) -> dict:
     """Trains one stripe network per channel, fuses their scores and writes metrics.json.
 
@@ -165,6 +182,9 @@ def run_stripe_experiment(split: ReIDSplit, config: StripeTrainConfig, out_dir: 
       spec: feature channel settings.
       num_val_ids: training identities held out for early stopping.
       resume: continue a killed run (features, finished channels and checkpoints are reused).
+      init_from: transfer: a trained stripe model (`build_deploy_model`'s, e.g. a zoo model's
+        `keras_model`) whose feature layers (Color Names codebook included) are reused and whose
+        channel networks initialise training; `init_name` names it in the feature cache key.
 
     Returns:
       The metrics dict also written to out_dir/metrics.json.
@@ -177,7 +197,11 @@ def run_stripe_experiment(split: ReIDSplit, config: StripeTrainConfig, out_dir: 
     metrics = {"dataset": split.name, "channels": {}, "input_features": {}}
     layers, models, test_dists, times = {}, {}, {}, {}
     for channel in channels:
-        layer, feats = _channel_features(channel, spec, parts, out_dir, config.seed, log)
+        source_layer, initial_weights = None, None
+        if init_from is not None:
+            source_layer, initial_weights = _source_channel(init_from, channel)
+        layer, feats = _channel_features(channel, spec, parts, out_dir, config.seed, log,
+                                         source_layer, init_name if init_from is not None else None)
         layers[channel] = layer
         (vq_pids, vq_cams), (vg_pids, vg_cams) = ids["val_query"], ids["val_gallery"]
         val = ViewSplit(feats["val_query"], feats["val_gallery"], vq_pids, vg_pids, vq_cams, vg_cams)
@@ -187,7 +211,8 @@ def run_stripe_experiment(split: ReIDSplit, config: StripeTrainConfig, out_dir: 
         channel_resume = resume and (out_dir / channel / "checkpoints").exists()
         model, history = train_stripe_model(config, feats["train"], train_pids, train_cams, val,
                                             out_dir / channel, scales=scales, resume=channel_resume,
-                                            name=f"{channel}_embedding", log=log)
+                                            name=f"{channel}_embedding",
+                                            initial_weights=initial_weights, log=log)
         times[channel] = time.perf_counter() - start
         models[channel] = model
         q_pids, q_cams = ids["query"]

@@ -113,7 +113,7 @@ def rank_split(model: keras.Model, split: ViewSplit, max_rank: int = 20):
 def train_stripe_model(config: StripeTrainConfig, train_features: np.ndarray, train_pids: np.ndarray,
                        train_camids: np.ndarray, validation: ViewSplit, out_dir: str | Path, *,
                        scales: Sequence[int] | None = None, resume: bool = False,
-                       name: str = "stripe_model",
+                       name: str = "stripe_model", initial_weights: list | None = None,
                        log: Callable[[str], None] = print) -> tuple[keras.Model, list[dict]]:
     """Trains one channel's embedding with early stopping on validation rank-1.
 
@@ -125,6 +125,8 @@ def train_stripe_model(config: StripeTrainConfig, train_features: np.ndarray, tr
       scales: rows per scale for the LSTM (e.g. (24, 11, 5) for LOMO), None for one scale.
       resume: continue a killed run from its last checkpoint.
       name: the embedding model's name (unique when several are combined into one model).
+      initial_weights: start from these weights (`get_weights()` of a model of the same
+        architecture, e.g. trained on another dataset: transfer) instead of a random init.
       log: progress printer.
 
     Returns:
@@ -139,6 +141,13 @@ def train_stripe_model(config: StripeTrainConfig, train_features: np.ndarray, tr
                          f"do not match the training features' (rows, dim) = {(num_rows, dim)}")
     keras.utils.set_random_seed(config.seed)
     model = build_stripe_model(config, num_rows, dim, scales, name=name)
+    if initial_weights is not None:
+        shapes = [tuple(w.shape) for w in model.get_weights()]
+        given = [tuple(np.shape(w)) for w in initial_weights]
+        if shapes != given:
+            raise ValueError(f"{name}: initial weights of shapes {given} do not fit the model's "
+                             f"{shapes}; use the source model's architecture flags")
+        model.set_weights(initial_weights)
     features_tensor = tf.convert_to_tensor(train_features)
 
     if config.objective == "contrastive":
