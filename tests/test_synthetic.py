@@ -155,3 +155,23 @@ def test_raw_pixels_are_clearly_worse_than_a_better_feature(tmp_path):
     chance = 8 / (len(split.gallery) - 3)       # 8 cross-camera matches among the valid gallery
     assert 4 * chance < raw < 0.7, raw           # learnable signal, far from solved
     assert hist > raw + 0.2, (raw, hist)         # a better feature does much better
+
+
+def test_camera_shift_changes_only_the_cameras_colours(tmp_path):
+    from tfreid.data.synthetic_render import camera
+
+    base = camera(0, 1, (128, 48))
+    assert all(np.array_equal(camera(0, 1, (128, 48), 1.0)[k], v) for k, v in base.items()
+               if isinstance(v, np.ndarray))  # the default data is unchanged
+    shifted = camera(0, 1, (128, 48), 4.0)
+    assert shifted["view"] == base["view"] and np.array_equal(shifted["background"], base["background"])
+    assert np.abs(shifted["cast"] - 1).max() > 2 * np.abs(base["cast"] - 1).max()
+    synthetic.generate(tmp_path / "a", num_train_ids=2, num_test_ids=2, num_cameras=2,
+                       images_per_camera=2)
+    assert "camera_shift" not in json.loads((tmp_path / "a" / synthetic.CONFIG_NAME).read_text())
+    synthetic.generate(tmp_path / "b", num_train_ids=2, num_test_ids=2, num_cameras=2,
+                       images_per_camera=2, camera_shift=3.0)
+    assert synthetic.load(tmp_path / "b").name == "synthetic"  # reloaded with its own config
+    assert json.loads((tmp_path / "b" / synthetic.CONFIG_NAME).read_text())["camera_shift"] == 3.0
+    with pytest.raises(ValueError, match="camera_shift"):
+        synthetic.generate(tmp_path / "c", camera_shift=0.0)

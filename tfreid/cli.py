@@ -229,7 +229,8 @@ def _parse_flags(argv):
     try:
         return FLAGS(argv)
     except flags.Error as err:
-        print(f"Error: {error_message(err)}", file=sys.stderr)
+        message = re.sub(r"^ERROR::?\s*", "", error_message(err))  # absl's own prefix
+        print(f"Error: {message}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT)
 
 

@@ -59,9 +59,13 @@ def identity(seed: int, pid: int, distractor: bool = False) -> dict:
     }
 
 
-def camera(seed: int, cam: int, shape: tuple[int, int]) -> dict:
+def camera(seed: int, cam: int, shape: tuple[int, int], shift: float = 1.0) -> dict:
     """Parameters of camera `cam` for images of `shape` (H, W): preferred view, photometry,
-    framing, and a background strip [H, 3W, 3] float32 (RGB 0..255)."""
+    framing, and a background strip [H, 3W, 3] float32 (RGB 0..255).
+
+    `shift` scales how far the camera's colour cast, gain and gamma are from neutral (1: the
+    default data; 3: cameras whose colours differ strongly, as across real camera networks).
+    """
     rng = rng_for(seed, 2, cam)
     h, w = shape
     views = ["front", "back", "side"]
@@ -82,11 +86,17 @@ def camera(seed: int, cam: int, shape: tuple[int, int]) -> dict:
         bg[y0:y0 + bh, x0:x0 + bw] = 0.6 * wall + 0.4 * muted(30, 230, 30)
     bg += np.linspace(-25, 25, h, dtype=np.float32)[:, None, None] * rng.choice([-1, 1])
     cast = rng.uniform(0.88, 1.12, 3)
+    view = views[cam % 3] if cam < 3 else views[int(rng.integers(3))]
+    gain = rng.uniform(0.8, 1.15)
+    cast = np.maximum(1 + shift * (cast - 1), 0.05) if shift != 1.0 else cast
+    gain = max(1 + shift * (gain - 1), 0.3) if shift != 1.0 else gain
+    gamma = rng.uniform(0.85, 1.15)  # (draws in the order of version 1: default data unchanged)
+    gamma = max(1 + shift * (gamma - 1), 0.3) if shift != 1.0 else gamma
     return {
-        "view": views[cam % 3] if cam < 3 else views[int(rng.integers(3))],
-        "gain": float(rng.uniform(0.8, 1.15)),
+        "view": view,
+        "gain": float(gain),
         "cast": (cast / cast.mean()).astype(np.float32),   # chromatic only; gain is separate
-        "gamma": float(rng.uniform(0.85, 1.15)),
+        "gamma": float(gamma),
         "noise": float(rng.uniform(2.0, 7.0)),
         "blur": float(rng.uniform(0.0, 1.2)),
         "scale": float(rng.uniform(0.86, 0.96)),
