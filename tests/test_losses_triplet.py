@@ -159,3 +159,23 @@ def test_tf_function_and_bad_shapes():
             fn([0, 0, 1], emb)
         with pytest.raises(ValueError, match=r"\[batch, dim\]"):
             fn(labels, emb[:, 0])
+
+
+@pytest.mark.parametrize("loss", ["contrastive", "triplet", "quadruplet", "batch_hard",
+                                  "rank_triplet_baseline", "rank_triplet"])
+def test_cnn_trainer_passes_margin_to_every_loss(loss):
+    """--model=cnn --loss=quadruplet --margin=X once passed margin= to quadruplet_loss (a TypeError)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tfreid import losses as L
+    from tfreid.training.cnn import CNNTrainConfig, make_loss_fn
+
+    labels = tf.constant([0, 0, 1, 1, 2, 2])
+    emb = tf.math.l2_normalize(tf.constant(np.random.default_rng(0).normal(size=(6, 8)), tf.float32), -1)
+    small = float(make_loss_fn(CNNTrainConfig(loss=loss, margin=0.1))(labels, emb))
+    large = float(make_loss_fn(CNNTrainConfig(loss=loss, margin=2.0))(labels, emb))
+    assert np.isfinite(small) and large > small       # the margin reaches the loss
+    if loss == "quadruplet":
+        want = float(L.quadruplet_loss(labels, emb, margin1=2.0))
+        assert large == pytest.approx(want)

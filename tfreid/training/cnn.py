@@ -87,8 +87,13 @@ class CNNTrainConfig:
 
 
 def make_loss_fn(config: CNNTrainConfig) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
-    """(labels [B], embeddings-or-logits [B, *]) -> scalar loss for config.loss."""
-    kwargs = {} if config.margin is None else {"margin": config.margin}
+    """(labels [B], embeddings-or-logits [B, *]) -> scalar loss for config.loss.
+
+    --margin is the loss's one margin; for the quadruplet loss it is the triplet term's m1 (its
+    quadruplet term keeps m2 = 0.5).
+    """
+    margin_name = "margin1" if config.loss == "quadruplet" else "margin"
+    kwargs = {} if config.margin is None else {margin_name: config.margin}
     if config.loss == "classification":
         return losses.classification_loss
     if config.loss == "rank_triplet_baseline":
