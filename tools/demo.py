@@ -1,6 +1,9 @@
 """`make demo`: the siamese LSTM pipeline end to end on built-in synthetic data, in a few minutes.
 
-1. Writes a small seeded synthetic re-ID dataset in Market-1501 layout.
+1. Writes a small seeded synthetic re-ID dataset in Market-1501 layout: 150 training and 150
+   test identities, 3 cameras whose colours differ strongly (camera_shift 4), so that the
+   untrained features mislead across cameras and training has something to learn
+   (docs/RESULTS.md: LOMO 74.9 % rank-1, the trained siamese LSTM 85.3 %).
 2. Featurises it (LOMO; plus Color Names when the w2c table is found through --colornames or
    $TFREID_DATA), trains one siamese LSTM per channel with early stopping on held-out ids.
 3. Evaluates on the test split (CMC / mAP) against the untrained input features, and writes the
@@ -23,6 +26,11 @@ flags.DEFINE_string("out", "demo_out", "Output folder (data, run, pictures).")
 flags.DEFINE_integer("seed", 0, "Seed of the data and of training.")
 flags.DEFINE_integer("epochs", 8, "Training epochs at most.")
 flags.DEFINE_string("colornames", None, "w2c table for the Color Names channel (optional).")
+flags.DEFINE_float("camera_shift", 4.0, "How much each camera changes colours (synthetic "
+                   "camera_shift): the default makes the inputs mislead across cameras, so "
+                   "that training has something to learn.")
+flags.DEFINE_integer("num_train_ids", 150, "Training identities of the synthetic data.")
+flags.DEFINE_integer("num_test_ids", 150, "Test identities of the synthetic data.")
 
 
 def _color_names_available(path: str | None) -> bool:
@@ -44,7 +52,8 @@ def main(argv):
 
     out = Path(FLAGS.out)
     start = time.perf_counter()
-    split = synthetic.load(out / "data", seed=FLAGS.seed)
+    split = synthetic.load(out / "data", seed=FLAGS.seed, camera_shift=FLAGS.camera_shift,
+                           num_train_ids=FLAGS.num_train_ids, num_test_ids=FLAGS.num_test_ids)
     print(split.summary())
     channels = ["lomo"]
     if _color_names_available(FLAGS.colornames):
