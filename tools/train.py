@@ -1,4 +1,4 @@
-"""Trains a re-ID model and evaluates its best checkpoint on the test split.
+r"""Trains a re-ID model and evaluates its best checkpoint on the test split.
 
 Stripe models (Varior et al. 2016):
   python tools/train.py --flagfile=zoo/configs/siamese_lstm_cuhk03.cfg --data_dir=DATA --out=runs/x
