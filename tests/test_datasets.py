@@ -448,3 +448,12 @@ def test_bad_images_are_listed_before_any_training_or_skipped(tmp_path):
     assert str(truncated) not in kept and str(empty) not in kept and len(kept) == 35
     unchecked = datasets.build("cuhk03_pair1", tmp_path, check_images=False)
     assert str(truncated) in {r.path for r in unchecked.train} and unchecked.skipped == ()
+
+
+def test_viper_all_persons_as_test_for_cross_dataset_evaluation(tmp_path):
+    _viper(tmp_path)
+    split = datasets.build("viper", tmp_path, num_train_ids=0, direction="b2a")
+    assert split.train == () and len(split.query) == len(split.gallery) == 8
+    assert all(r.camid == 1 for r in split.query) and all(r.camid == 0 for r in split.gallery)
+    with pytest.raises(ValueError, match=r"num_train_ids=8 must be in \[0, 7\]"):
+        datasets.build("viper", tmp_path, num_train_ids=8)

@@ -34,16 +34,19 @@ def _two_camera_split(records: list[ImageRecord], name: str, num_train_ids: int 
     ids = sorted({r.pid for r in records})
     if num_train_ids is None:
         num_train_ids = len(ids) // 2
-    if not 0 < num_train_ids < len(ids):
-        raise ValueError(f"{name}: num_train_ids={num_train_ids} must be in [1, {len(ids) - 1}] "
-                         f"({len(ids)} identities in {str(where)!r}).")
+    if not 0 <= num_train_ids < len(ids):
+        raise ValueError(f"{name}: num_train_ids={num_train_ids} must be in [0, {len(ids) - 1}] "
+                         f"({len(ids)} identities in {str(where)!r}; 0: every identity is a test "
+                         "identity, for evaluating a model trained elsewhere).")
     order = layout.id_permutation(ids, seed, split_index, num_splits)
     train_ids = set(order[:num_train_ids])
     query_cam = 0 if direction == "a2b" else 1
     train = [r for r in records if r.pid in train_ids]
     query = [r for r in records if r.pid not in train_ids and r.camid == query_cam]
     gallery = [r for r in records if r.pid not in train_ids and r.camid != query_cam]
-    return ReIDSplit(name, layout.require_nonempty(train, f"{name} train", where),
+    if num_train_ids:
+        layout.require_nonempty(train, f"{name} train", where)
+    return ReIDSplit(name, tuple(train),
                      layout.require_nonempty(query, f"{name} query", where),
                      layout.require_nonempty(gallery, f"{name} gallery", where))
 
@@ -88,7 +91,8 @@ def viper(root: str | os.PathLike | None = None, num_train_ids: int | None = Non
     `VIPeR/` or `viper/`; None reads `$TFREID_DATA`).
 
     Args:
-      num_train_ids: identities in train (default half: 316 of 632).
+      num_train_ids: identities in train (default half: 316 of 632; 0: every person is a test
+        person, e.g. to evaluate a model trained on another dataset).
       split_index, num_splits, seed: which seeded random split (see module docstring).
       direction: "a2b" (query cam_a, gallery cam_b) or "b2a".
 
