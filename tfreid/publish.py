@@ -95,10 +95,12 @@ def _run_metrics(run_dir: Path) -> dict:
     return out
 
 
-def evaluate_command(name: str, dataset: str, settings: dict) -> str:
+def evaluate_command(name: str, dataset: str, settings: dict, options: dict | None = None) -> str:
     """The tools/evaluate.py command that reproduces a card's zoo metrics."""
     command = (f"python tools/evaluate.py --zoo={name} --dataset={dataset} --data_dir=DATA "
                f"--ap={settings['ap']} --single_shot_draws={settings['single_shot_draws']}")
+    for argument, value in sorted((options or {}).items()):
+        command += f" --{dataset}_{argument}={value}"
     if settings.get("rerank"):
         command += " --rerank"
     if not settings.get("multi_query", True):
@@ -196,18 +198,59 @@ def publish(run_dir, name: str, dest=None, *, data_dir=None, dataset: str | None
     card_path = zoo.write_card(card, dest)
     if evaluate:
         from tfreid.data import datasets
-        from tfreid.model_eval import evaluate_model, format_result, summarize
 
-        split = datasets.build(dataset, data_dir)
-        published = zoo.load_card(zoo.read_card(card_path), dest)  # through the integrity checks
-        result = evaluate_model(published, split, ap=ap, single_shot_draws=single_shot_draws,
-                                rerank=rerank)
-        format_result(result, log)
-        card["metrics"]["zoo"] = {"dataset": dataset, "settings": result["settings"],
-                                  "num_query": result["num_query"],
-                                  "num_gallery": result["num_gallery"],
-                                  "command": evaluate_command(name, dataset, result["settings"]),
-                                  "results": summarize(result)}
-        card_path = zoo.write_card(card, dest)
+        # The run's loader options (e.g. VIPeR's split and direction) when testing on its dataset.
+        options = datasets.recorded_options(dataset, flags) if dataset == flags.get("dataset") else {}
+        card_path = measure_card(card_path, dest, dataset, data_dir,
+                                 {"ap": ap, "single_shot_draws": single_shot_draws,
+                                  "rerank": rerank, "multi_query": True}, log, options)
     log(f"published {name}: {target} ({size / 2**20:.2f} MiB), card {card_path}")
     return card_path
+
+
+def measure_card(card_path, dest, dataset: str | None = None, data_dir=None,
+                 settings: dict | None = None, log: Callable[[str], None] = print,
+                 options: dict | None = None) -> Path:
+    """Measures (or re-measures, e.g. after a change of the image path) a card's zoo metrics on
+    the model file it points to, loaded through the zoo's integrity checks, and rewrites the card.
+
+    Args:
+      card_path: the card (.json) under `dest`.
+      dest: its zoo root.
+      dataset, settings: test dataset and evaluation settings (default: the card's own zoo
+        metrics' dataset and settings).
+      data_dir: test data root (default: $TFREID_DATA).
+      options: the dataset loader's options (default: the card's own), e.g. {"split_index": 0,
+        "direction": "b2a"}; a split's test identities are then listed in the card.
+
+    Returns:
+      Path of the rewritten card.
+    """
+    from tfreid.data import datasets
+    from tfreid.model_eval import CARD_COMPARISON, evaluate_model, format_result, summarize
+
+    card = zoo.read_card(card_path)
+    previous = card.get("metrics", {}).get("zoo", {})
+    dataset = dataset or previous.get("dataset") or card["training"]["dataset"]
+    settings = settings or previous.get("settings") or {}
+    options = dict(previous.get("dataset_options", {}) if options is None else options)
+    split = datasets.build(dataset, data_dir, **options)
+    model = zoo.load_card(card, dest)  # through the integrity checks
+    result = evaluate_model(model, split, ap=settings.get("ap", "market"),
+                            single_shot_draws=settings.get("single_shot_draws", 10),
+                            rerank=settings.get("rerank", False),
+                            multi_query=settings.get("multi_query", True))
+    format_result(result, log)
+    card["metrics"]["zoo"] = {"dataset": dataset, "settings": result["settings"],
+                              "num_query": result["num_query"],
+                              "num_gallery": result["num_gallery"],
+                              "command": evaluate_command(card["name"], dataset, result["settings"],
+                                                          options),
+                              **({"dataset_options": options} if options else {}),
+                              **({"test_identities": sorted({r.pid for r in split.query})}
+                                 if any(o.argument == "split_index" for o in datasets.options(dataset))
+                                 else {}),
+                              "comparison": CARD_COMPARISON,
+                              "measured": datetime.date.today().isoformat(),
+                              "results": summarize(result)}
+    return zoo.write_card(card, dest)
