@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tfreid.features import LomoConfig, LomoLayer, lomo
 from tfreid.features import lomo_ops
+from tfreid.features import retinex as rx
 from tfreid.features.retinex import gaussian_blur, multiscale_retinex
 
 RNG = np.random.default_rng(0)
@@ -177,12 +178,25 @@ def test_full_pipeline_matches_reference(images, features):
     rgb = tf.cast(images, tf.float32)
     # HSV bins and grey come from the (separately tested) TF ops, so that float32 rounding at
     # bin edges cannot make this comparison flaky; everything after them is the reference.
-    colour = multiscale_retinex(rgb, config.retinex_sigmas, config.retinex_clip_std)
-    hsv_bins = lomo_ops.hsv_bin_maps(colour).numpy()
-    grey = lomo_ops.grey_image(rgb).numpy().astype(np.float64)
+    hsv = tf.image.rgb_to_hsv(rgb)     # MSRCP: H, S of the input, V of the Retinex
+    value = rx.msrcp_value(rgb, config.retinex_sigmas, config.retinex_clip)
+    hsv_bins = lomo_ops.quantise_hsv(tf.concat([hsv[..., :2], value], -1)).numpy()
+    grey = lomo_ops.grey_image(rgb, config.grey).numpy().astype(np.float64)
     for b in range(len(images)):
         _, want_flat = ref_lomo(hsv_bins[b], grey[b], config)
-        np.testing.assert_allclose(features.flat.numpy()[b], want_flat, rtol=1e-5, atol=1e-6)
+        # The rounded grey levels put SILTP's tolerance test exactly on its edge for some pixels
+        # of the 2x2-pooled scales (float64 mean here, float32 in TF): compare HSV exactly, and
+        # SILTP on all but a few bins (the unrounded grey is compared exactly below).
+        got = features.flat.numpy()[b]
+        np.testing.assert_allclose(got[: 512 * 40], want_flat[: 512 * 40], rtol=1e-5, atol=1e-6)
+        siltp_got, siltp_want = got[512 * 40:], want_flat[512 * 40:]
+        far = np.abs(siltp_got - siltp_want) > 1e-3 * np.abs(siltp_want) + 1e-6
+        assert far.mean() < 0.02
+    float_grey = lomo(images, grey="float").flat.numpy()
+    grey = lomo_ops.grey_image(rgb, "float").numpy().astype(np.float64)
+    for b in range(len(images)):
+        _, want_flat = ref_lomo(hsv_bins[b], grey[b], config)
+        np.testing.assert_allclose(float_grey[b], want_flat, rtol=1e-5, atol=1e-6)
 
 
 def test_normalisation_modes(images, features):
@@ -266,3 +280,120 @@ def test_bad_inputs():
         lomo(np.zeros((128, 48, 3), np.uint8))
     with pytest.raises(ValueError, match="output"):
         LomoLayer(output="both")
+
+
+# ---------------------------------------------------------------- faithful-LOMO options
+
+def ref_simplest_color_balance(x, clip):
+    """x [H, W] -> [0, 1]: order statistics floor(clip n) and n-1-floor(clip n) map to 0 and 1."""
+    values = np.sort(x.ravel())
+    k = int(np.floor(clip * values.size))
+    low, high = values[k], values[values.size - 1 - k]
+    return np.clip((x - low) / max(high - low, 1e-6), 0, 1)
+
+
+def ref_msr(x, sigmas):
+    return sum(np.log(x + 1) - np.log(scipy.ndimage.gaussian_filter(x + 1, s, mode="nearest",
+                                                                    truncate=3.0))
+               for s in sigmas) / len(sigmas)
+
+
+def test_simplest_color_balance_matches_reference():
+    x = RNG.normal(0, 1, (2, 20, 10, 3)).astype(np.float32)
+    got = rx.simplest_color_balance(tf.constant(x), 0.05).numpy()
+    for b in range(2):
+        for c in range(3):
+            np.testing.assert_allclose(got[b, ..., c], ref_simplest_color_balance(x[b, ..., c], 0.05),
+                                       atol=1e-5)
+    # 5% of 200 values = 10 saturate at each end.
+    assert (got[..., 0] == 0).sum(axis=(1, 2)).tolist() == [11, 11]
+    assert (got[..., 0] == 1).sum(axis=(1, 2)).tolist() == [11, 11]
+    with pytest.raises(ValueError, match="clip"):
+        rx.simplest_color_balance(tf.constant(x), 0.5)
+
+
+def test_msrcp_preserves_chromaticity_and_matches_reference():
+    rgb = RNG.uniform(1, 255, (2, 32, 24, 3)).astype(np.float32)
+    got = rx.retinex(tf.constant(rgb), "msrcp", (5.0, 20.0), clip=0.01).numpy()
+    # Every channel of a pixel is scaled by the same factor: hue and saturation unchanged.
+    lit = got.sum(-1) > 0.05
+    assert lit.mean() > 0.9
+    np.testing.assert_allclose((got / got.sum(-1, keepdims=True))[lit],
+                               (rgb / rgb.sum(-1, keepdims=True))[lit], atol=1e-4)
+    assert got.min() >= 0 and got.max() <= 1
+    for b in range(2):
+        x = rgb[b].astype(np.float64)
+        intensity = x.mean(-1)
+        out = 255 * ref_simplest_color_balance(ref_msr(intensity, (5.0, 20.0)), 0.01)
+        factor = np.minimum(255 / x.max(-1), out / intensity)
+        np.testing.assert_allclose(got[b], np.clip(factor[..., None] * x / 255, 0, 1), atol=2e-3)
+    # LOMO takes H, S from the input and V from msrcp_value: the same as the image's HSV.
+    value = rx.msrcp_value(tf.constant(rgb), (5.0, 20.0), 0.01).numpy()
+    np.testing.assert_allclose(value[..., 0], got.max(-1), atol=1e-5)
+    # MSRCP changes the image (it is not the identity), and differs from the legacy stretch.
+    assert np.abs(got - rgb / 255).mean() > 0.02
+    legacy = rx.retinex(tf.constant(rgb), "msr_stretch", (5.0, 20.0)).numpy()
+    assert np.abs(got - legacy).mean() > 0.02
+
+
+def test_msrcr_matches_reference():
+    rgb = RNG.uniform(0, 255, (1, 32, 24, 3)).astype(np.float32)
+    got = rx.retinex(tf.constant(rgb), "msrcr", (5.0, 20.0), clip=0.01).numpy()[0]
+    x = rgb[0].astype(np.float64)
+    msr = np.stack([ref_msr(x[..., c], (5.0, 20.0)) for c in range(3)], -1)
+    restored = (np.log(125 * (x + 1)) - np.log((x + 1).sum(-1, keepdims=True))) * msr
+    for c in range(3):
+        np.testing.assert_allclose(got[..., c], ref_simplest_color_balance(restored[..., c], 0.01),
+                                   atol=2e-3)
+
+
+def test_grey_uint8_is_matlab_rgb2gray():
+    rgb = RNG.integers(0, 256, (2, 16, 8, 3)).astype(np.float32)
+    got = lomo_ops.grey_image(tf.constant(rgb), "uint8").numpy() * 255
+    want = np.floor(rgb.astype(np.float64) @ np.array(lomo_ops.MATLAB_GREY_WEIGHTS) + 0.5)
+    assert np.abs(got - want).max() < 1e-3          # integer levels
+    np.testing.assert_allclose(got, np.round(got), atol=1e-3)
+    unrounded = lomo_ops.grey_image(tf.constant(rgb), "float").numpy() * 255
+    assert 0.1 < np.abs(unrounded - got).mean() < 0.5
+
+
+def test_retinex_and_grey_options_change_lomo(images):
+    default = lomo(images).flat.numpy()
+    config = LomoConfig()
+    assert (config.retinex, config.grey) == ("msrcp", "uint8")
+    legacy = lomo(images, **lomo_ops.LEGACY_SETTINGS).flat.numpy()
+    hsv = slice(0, 512 * 40)
+    siltp = slice(512 * 40, None)
+    assert np.abs(default[:, hsv] - legacy[:, hsv]).max() > 1e-3
+    # The grey option only touches SILTP, the Retinex option only HSV.
+    grey_only = lomo(images, grey="float").flat.numpy()
+    np.testing.assert_allclose(grey_only[:, hsv], default[:, hsv], atol=1e-6)
+    np.testing.assert_allclose(grey_only[:, siltp], legacy[:, siltp], atol=1e-6)
+    retinex_only = lomo(images, retinex="msr_stretch").flat.numpy()
+    np.testing.assert_allclose(retinex_only[:, hsv], legacy[:, hsv], atol=1e-6)
+    np.testing.assert_allclose(retinex_only[:, siltp], default[:, siltp], atol=1e-6)
+    graph = tf.function(lambda x: lomo(x, retinex="msrcr").flat)(tf.constant(images))
+    # (float32 rounding may move a value lying on a bin edge: close, not equal)
+    assert np.abs(graph.numpy() - lomo(images, retinex="msrcr").flat.numpy()).mean() < 1e-4
+
+
+def test_layer_config_without_new_keys_loads_legacy_settings():
+    old = LomoLayer(output="rows").get_config()
+    for key in ("retinex", "retinex_clip", "grey"):
+        old.pop(key)
+    layer = LomoLayer.from_config(old)
+    assert (layer.config.retinex, layer.config.grey) == ("msr_stretch", "float")
+    assert LomoLayer.from_config(LomoLayer().get_config()).config == LomoConfig()
+    x = RNG.uniform(0, 255, (1, 128, 48, 3)).astype(np.float32)
+    np.testing.assert_allclose(layer(x).numpy(), lomo(x, **lomo_ops.LEGACY_SETTINGS).rows.numpy(),
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(retinex="gimp"), "retinex"),
+    (dict(retinex_clip=0.6), "retinex_clip"),
+    (dict(grey="int"), "grey"),
+])
+def test_bad_new_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LomoConfig(**kwargs)

@@ -123,4 +123,31 @@ def test_lanczos_solver_matches_dense():
     np.testing.assert_allclose(mahalanobis_distance(m_l, q @ w_l, g @ w_l),
                                mahalanobis_distance(m, q @ w, g @ w), rtol=1e-5)
     with pytest.raises(ValueError, match="solver"):
-        xqda_fit(x_a, x_b, la, lb, solver="svd")
+        xqda_fit(x_a, x_b, la, lb, solver="qr")
+
+
+def test_svd_solver_is_the_reference_codes_left_singular_vectors():
+    x_a, x_b, labels_a, labels_b = two_view_data(num_ids=15, dim=5, per_view=(1, 1))
+    w, m, values = xqda_fit(x_a, x_b, labels_a, labels_b, solver="svd")
+    # Reference: svd(inCov \ exCov); MATLAB's two-output svd returns U, S (left vectors).
+    d = x_a.shape[1]
+    in_cov, ex_cov, n_in, n_ex = np.zeros((d, d)), np.zeros((d, d)), 0, 0
+    for i in range(len(x_a)):
+        for j in range(len(x_b)):
+            diff = np.outer(x_a[i] - x_b[j], x_a[i] - x_b[j])
+            if labels_a[i] == labels_b[j]:
+                in_cov, n_in = in_cov + diff, n_in + 1
+            else:
+                ex_cov, n_ex = ex_cov + diff, n_ex + 1
+    in_cov = in_cov / n_in + 0.001 * np.eye(d)
+    ex_cov = ex_cov / n_ex
+    u, s, vt = np.linalg.svd(np.linalg.solve(in_cov, ex_cov))
+    keep = max(1, int((s > 1).sum()))
+    np.testing.assert_allclose(values, s[:keep], rtol=1e-6)
+    np.testing.assert_allclose(np.abs(w), np.abs(u[:, :keep]), atol=1e-6)   # sign is free
+    assert not np.allclose(np.abs(w), np.abs(vt.T[:, :keep]), atol=1e-3)     # not the right ones
+    want_m = np.linalg.inv(u[:, :keep].T @ in_cov @ u[:, :keep]) - np.linalg.inv(
+        u[:, :keep].T @ ex_cov @ u[:, :keep])
+    np.testing.assert_allclose(np.abs(m), np.abs(want_m), rtol=1e-5, atol=1e-8)
+    with pytest.raises(ValueError, match="solver"):
+        xqda_fit(x_a, x_b, labels_a, labels_b, solver="qr")

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfreid.features import colornames as cn
-from tfreid.features.lomo_ops import LomoConfig, lomo
+from tfreid.features.lomo_ops import LEGACY_SETTINGS, LomoConfig, lomo
 
 LOMO_OUTPUTS = ("rows", "flat")
 
@@ -23,14 +23,19 @@ class LomoLayer(keras.layers.Layer):
 
     Args:
       output: "rows" or "flat".
-      **config: fields of `LomoConfig` (height, width, block_size, ..., normalize).
+      **config: fields of `LomoConfig` (height, width, block_size, ..., normalize, retinex,
+        retinex_clip, grey).
+
+    A saved config without ``retinex`` / ``grey`` (models saved before these options) loads with
+    `lomo_ops.LEGACY_SETTINGS`, so such a model computes the features it was trained on.
     """
 
     def __init__(self, output: str = "rows", height: int = 128, width: int = 48,
                  block_size: int = 10, block_step: int = 5, num_scales: int = 3,
                  hsv_bins=(8, 8, 8), retinex_sigmas=(5.0, 20.0), retinex_clip_std: float = 2.0,
                  siltp_tau: float = 0.3, siltp_radii=(3, 5), normalize: str = "global",
-                 siltp_groups: str = "per_radius", **kwargs):
+                 siltp_groups: str = "per_radius", retinex: str = "msrcp",
+                 retinex_clip: float = 0.01, grey: str = "uint8", **kwargs):
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
         if output not in LOMO_OUTPUTS:
@@ -40,7 +45,8 @@ class LomoLayer(keras.layers.Layer):
             height=height, width=width, block_size=block_size, block_step=block_step,
             num_scales=num_scales, hsv_bins=tuple(hsv_bins), retinex_sigmas=tuple(retinex_sigmas),
             retinex_clip_std=retinex_clip_std, siltp_tau=siltp_tau, siltp_radii=tuple(siltp_radii),
-            normalize=normalize, siltp_groups=siltp_groups)
+            normalize=normalize, siltp_groups=siltp_groups, retinex=retinex,
+            retinex_clip=retinex_clip, grey=grey)
 
     def call(self, images):
         features = lomo(images, self.config)
@@ -56,6 +62,10 @@ class LomoLayer(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "output": self.output_mode, **self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**{**LEGACY_SETTINGS, **config})
 
 
 @keras.saving.register_keras_serializable(package="tfreid")

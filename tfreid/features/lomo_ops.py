@@ -2,10 +2,13 @@
 
 Pipeline for a batch of images resized to ``config.height x config.width`` (128x48 default):
 
-1. Colour: multi-scale Retinex (see `retinex.py`), RGB -> HSV, each channel quantised to 8 bins,
-   joint bin ``h + 8*s + 64*v`` (the reference code's order) -> 512 bins.
-2. Texture: SILTP (Liao et al., CVPR 2010) on the grey image (0.2989 R + 0.5870 G + 0.1140 B,
-   in [0, 1]), tau 0.3, four neighbours at distance R (right, up, left, down with weights
+1. Colour: multi-scale Retinex (see `retinex.py`; default the chromaticity-preserving MSRCP,
+   sigmas 5 and 20), RGB -> HSV, each channel quantised to 8 bins, joint bin ``h + 8*s + 64*v``
+   (the reference code's order) -> 512 bins.
+2. Texture: SILTP (Liao et al., CVPR 2010) on the grey image of the input (not of the Retinex
+   output): MATLAB's ``rgb2gray`` of the uint8 image, i.e. 0.298936 R + 0.587043 G + 0.114021 B
+   rounded to an integer, / 255 (``grey="uint8"``, the reference; ``grey="float"``: 0.2989 R +
+   0.5870 G + 0.1140 B unrounded, tfreid's first version), tau 0.3, four neighbours at distance R (right, up, left, down with weights
    1, 3, 9, 27), each coded 0 (within [(1-tau) I, (1+tau) I]), 1 (below) or 2 (above) -> 81
    patterns, for R = 3 and R = 5; borders replicate the edge pixels.
 3. Histograms of 10x10 sub-windows with step 5; per horizontal row of sub-windows the bin-wise
@@ -30,12 +33,16 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from tfreid.features.retinex import multiscale_retinex
+from tfreid.features.retinex import RETINEX_MODES, msrcp_value, retinex
 from tfreid.images import resize as resize_images
 
 SILTP_NEIGHBOURS = 4          # right, up, left, down
 SILTP_BINS = 3 ** SILTP_NEIGHBOURS
 NORMALIZE_MODES = ("global", "row", "none")
+GREY_MODES = ("uint8", "float")
+# Settings of tfreid's first LOMO, which configs saved before these fields existed were made with
+# (a LomoLayer config without them loads with these; see layers.LomoLayer.from_config).
+LEGACY_SETTINGS = {"retinex": "msr_stretch", "grey": "float"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +56,14 @@ class LomoConfig:
       hsv_bins: bins per H, S, V channel.
       retinex_sigmas: Gaussian surround sigmas of the multi-scale Retinex; empty = no Retinex
         (the RGB image / 255 goes straight to HSV).
-      retinex_clip_std: stretch of the Retinex output, see `retinex.multiscale_retinex`.
+      retinex: "msrcp" (default), "msrcr" or "msr_stretch" (tfreid's first version), see
+        `retinex.retinex`. The authors' Retinex is a closed MEX file; docs/RESULTS.md has the
+        measured effect of each.
+      retinex_clip_std: stretch of the "msr_stretch" output, see `retinex.multiscale_retinex`.
+      retinex_clip: fraction saturated at each end by the simplest colour balance of "msrcp" /
+        "msrcr".
+      grey: "uint8" (the reference's rgb2gray: MATLAB weights, rounded to an integer) or "float"
+        (0.2989/0.5870/0.1140, unrounded; tfreid's first version).
       siltp_tau: SILTP scale-invariance tolerance.
       siltp_radii: one 81-bin SILTP histogram per radius.
       normalize: "global" (each group over the whole descriptor, as the reference), "row"
@@ -71,6 +85,9 @@ class LomoConfig:
     siltp_radii: tuple[int, ...] = (3, 5)
     normalize: str = "global"
     siltp_groups: str = "per_radius"
+    retinex: str = "msrcp"
+    retinex_clip: float = 0.01
+    grey: str = "uint8"
 
     def __post_init__(self):
         object.__setattr__(self, "hsv_bins", tuple(int(b) for b in self.hsv_bins))
@@ -89,6 +106,13 @@ class LomoConfig:
         if self.siltp_groups not in ("per_radius", "joint"):
             raise ValueError(f"LomoConfig.siltp_groups must be 'per_radius' or 'joint', "
                              f"got {self.siltp_groups!r}.")
+        if self.retinex not in RETINEX_MODES:
+            raise ValueError(f"LomoConfig.retinex must be one of {RETINEX_MODES}, "
+                             f"got {self.retinex!r}.")
+        if not 0 <= self.retinex_clip < 0.5:
+            raise ValueError(f"LomoConfig.retinex_clip must be in [0, 0.5), got {self.retinex_clip}.")
+        if self.grey not in GREY_MODES:
+            raise ValueError(f"LomoConfig.grey must be one of {GREY_MODES}, got {self.grey!r}.")
         if not 0 <= self.siltp_tau < 1:
             raise ValueError(f"LomoConfig.siltp_tau must be in [0, 1), got {self.siltp_tau}.")
         if any(r < 1 for r in self.siltp_radii):
@@ -176,7 +200,11 @@ def prepare_images(images, height: int, width: int) -> tf.Tensor:
 
 def hsv_bin_maps(rgb01: tf.Tensor, bins=(8, 8, 8)) -> tf.Tensor:
     """Per-channel quantised HSV: float32 [B, H, W, 3] RGB in [0, 1] -> int32 [B, H, W, 3]."""
-    hsv = tf.image.rgb_to_hsv(rgb01)
+    return quantise_hsv(tf.image.rgb_to_hsv(rgb01), bins)
+
+
+def quantise_hsv(hsv: tf.Tensor, bins=(8, 8, 8)) -> tf.Tensor:
+    """float32 [B, H, W, 3] HSV in [0, 1] -> int32 [B, H, W, 3] bins min(floor(x * n), n - 1)."""
     counts = tf.constant(bins, tf.float32)
     return tf.cast(tf.minimum(tf.floor(hsv * counts), counts - 1.0), tf.int32)
 
@@ -187,8 +215,22 @@ def joint_hsv_codes(bin_maps: tf.Tensor, bins=(8, 8, 8)) -> tf.Tensor:
     return tf.reduce_sum(bin_maps * weights, axis=-1)
 
 
-def grey_image(rgb255: tf.Tensor) -> tf.Tensor:
-    """float32 [B, H, W, 3] in [0, 255] -> luminance [B, H, W] in [0, 1] (ITU-R BT.601 weights)."""
+# MATLAB rgb2gray: the first row of the inverse of the NTSC (YIQ) matrix.
+MATLAB_GREY_WEIGHTS = (0.298936021293776, 0.587043074451121, 0.114020904255103)
+
+
+def grey_image(rgb255: tf.Tensor, mode: str = "float") -> tf.Tensor:
+    """float32 [B, H, W, 3] in [0, 255] -> luminance [B, H, W] in [0, 1].
+
+    mode "float": 0.2989 R + 0.5870 G + 0.1140 B (ITU-R BT.601), unrounded; "uint8": MATLAB's
+    ``rgb2gray`` of a uint8 image (its weights, rounded half away from zero to an integer).
+    """
+    if mode == "uint8":
+        grey = tf.reduce_sum(rgb255 * tf.constant(MATLAB_GREY_WEIGHTS, tf.float32), axis=-1)
+        # Values >= 0: round half away from zero. A product, not "/ 255": a graph rewrites the
+        # division into this product, and eager and graph must give the same grey levels (SILTP's
+        # tolerance test on integer levels often sits exactly on its edge).
+        return tf.floor(grey + 0.5) * (1.0 / 255.0)
     weights = tf.constant([0.2989, 0.5870, 0.1140], tf.float32)
     return tf.reduce_sum(rgb255 * weights, axis=-1) / 255.0
 
@@ -301,10 +343,19 @@ def lomo(images, config: LomoConfig | None = None, **overrides) -> LomoFeatures:
     """
     config = dataclasses.replace(config or LomoConfig(), **overrides)
     rgb = prepare_images(images, config.height, config.width)
-    colour = multiscale_retinex(rgb, config.retinex_sigmas, config.retinex_clip_std) \
-        if config.retinex_sigmas else rgb / 255.0
-    bin_maps = hsv_bin_maps(colour, config.hsv_bins)
-    grey = grey_image(rgb)
+    if config.retinex_sigmas and config.retinex == "msrcp":
+        # Hue and saturation are the input's (see retinex.msrcp_value), V the Retinex's. H and
+        # S are scale-free, so they come from the [0, 255] values themselves: no rounded
+        # division first that a graph rewrite (x / 255 -> x * (1 / 255)) could move across a
+        # bin edge, which integer RGB hits often (e.g. S = 1/2).
+        hsv = tf.image.rgb_to_hsv(rgb)
+        value = msrcp_value(rgb, config.retinex_sigmas, config.retinex_clip)
+        bin_maps = quantise_hsv(tf.concat([hsv[..., :2], value], axis=-1), config.hsv_bins)
+    else:
+        colour = retinex(rgb, config.retinex, config.retinex_sigmas, config.retinex_clip_std,
+                         config.retinex_clip) if config.retinex_sigmas else rgb / 255.0
+        bin_maps = hsv_bin_maps(colour, config.hsv_bins)
+    grey = grey_image(rgb, config.grey)
     per_scale = []
     for scale in range(config.num_scales):
         if scale:

@@ -27,6 +27,7 @@ import scipy.linalg
 import scipy.sparse
 import scipy.sparse.linalg
 
+XQDA_SOLVERS = ("auto", "dense", "lanczos", "svd")
 
 def _as_matrix(x, name: str) -> np.ndarray:
     x = np.asarray(x)
@@ -71,6 +72,12 @@ def _top_generalized_eigs(ex_cov, in_cov, dims, solver):
     n = len(in_cov)
     if solver == "auto":
         solver = "dense" if n <= 1500 else "lanczos"
+    if solver == "svd":
+        # The reference XQDA.m: [V, S] = svd(inCov \ exCov). With two outputs MATLAB's svd
+        # returns U and S, so "V" there holds the LEFT singular vectors; singular values (not
+        # eigenvalues: the matrix is not symmetric) are compared with 1.
+        left, values, _ = scipy.linalg.svd(np.linalg.solve(in_cov, ex_cov), check_finite=False)
+        return values, left
     if solver == "dense":
         values, vectors = scipy.linalg.eigh(ex_cov, in_cov, check_finite=False)
         order = np.argsort(values)[::-1]
@@ -106,8 +113,10 @@ def xqda_fit(x_a, x_b, labels_a, labels_b, regularizer: float = 0.001,
       labels_a, labels_b: int [n_a], [n_b] identities.
       regularizer: lambda added to the diagonal of the intra-personal covariance.
       dims: subspace dimension; None keeps every direction with eigenvalue > 1 (at least 1).
-      solver: "dense" (full generalised eigh), "lanczos" (leading eigenpairs only) or "auto"
-        (dense up to 1,500 dims after the span reduction).
+      solver: "dense" (full generalised eigh), "lanczos" (leading eigenpairs only), "auto"
+        (dense up to 1,500 dims after the span reduction) or "svd" (the reference code's SVD of
+        ``Sigma_I^-1 Sigma_E``: its singular values, not eigenvalues, are compared with 1 and its
+        left singular vectors span the subspace; dense, O(n^3)).
 
     Returns:
       (W float64 [d, r], M float64 [r, r], eigenvalues [r] in decreasing order).
@@ -115,8 +124,8 @@ def xqda_fit(x_a, x_b, labels_a, labels_b, regularizer: float = 0.001,
     Raises:
       ValueError: bad shapes, or no identity seen in both views.
     """
-    if solver not in ("auto", "dense", "lanczos"):
-        raise ValueError(f"XQDA solver must be 'auto', 'dense' or 'lanczos', got {solver!r}.")
+    if solver not in XQDA_SOLVERS:
+        raise ValueError(f"XQDA solver must be one of {XQDA_SOLVERS}, got {solver!r}.")
     x_a, x_b = _as_matrix(x_a, "x_a"), _as_matrix(x_b, "x_b")
     labels_a, labels_b = np.asarray(labels_a).ravel(), np.asarray(labels_b).ravel()
     if x_a.shape[1] != x_b.shape[1]:
