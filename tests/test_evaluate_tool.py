@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tfreid import publish, zoo
@@ -48,10 +49,10 @@ def test_card_metrics_match_a_reference_evaluation(setup, monkeypatch):
     model = zoo.load("tiny_eval")
     q_paths, q_pids, q_cams = arrays(split.query)
     g_paths, g_pids, g_cams = arrays(split.gallery)
-    # Reference: images decoded one by one (TF's JPEG decoder, as the tool), embedded through
-    # the in-memory API, then the library's metrics.
-    import tensorflow as tf
-    read = lambda p: tf.io.decode_image(tf.io.read_file(p), channels=3).numpy()  # noqa: E731
+    # Reference: images read one by one by the user's PIL (the pixels the tool reads too),
+    # embedded through the in-memory API, then the library's metrics.
+    from PIL import Image
+    read = lambda p: np.asarray(Image.open(p).convert("RGB"))  # noqa: E731
     q, g = model.embed([read(p) for p in q_paths]), model.embed([read(p) for p in g_paths])
     dist = pairwise_distance(q, g)
     ref = evaluate(dist, q_pids, g_pids, q_cams, g_cams, max_rank=min(50, len(g_paths)))
