@@ -18,6 +18,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfreid import images
 from tfreid.features import colornames as cn
 from tfreid.features.codebook import fit_codebook
 from tfreid.features.lomo_ops import LomoConfig, lomo
@@ -32,7 +33,7 @@ def image_dataset(paths: Sequence[str], sizes: Mapping[str, tuple[int, int]],
     """Decodes image files once and resizes them to each requested size.
 
     Args:
-      paths: image files (JPEG/PNG/BMP), decoded as RGB.
+      paths: image files (any format `tfreid.images` reads), decoded as RGB.
       sizes: name -> (H, W); bilinear resize with antialiasing.
       batch_size: images per batch.
 
@@ -43,11 +44,9 @@ def image_dataset(paths: Sequence[str], sizes: Mapping[str, tuple[int, int]],
     if missing:
         raise FileNotFoundError(f"{len(missing)} image files do not exist, e.g. {missing[0]!r}.")
 
-    from tfreid.data.pipeline import decode, resize  # local: keeps this module free of data imports
-
     def load(path):
-        image = decode(tf.io.read_file(path))  # decoded once, resized to every size
-        return {name: resize(image, size) for name, size in sizes.items()}
+        image = images.tf_read_image(path)  # decoded once, resized to every size
+        return {name: images.resize(image, size) for name, size in sizes.items()}
 
     return (tf.data.Dataset.from_tensor_slices(list(paths))
             .map(load, num_parallel_calls=tf.data.AUTOTUNE)
