@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 
 from tfreid import evaluation  # noqa: E402
+from tfreid.errors import UserError  # noqa: E402
 from tfreid.evaluation import protocols  # noqa: E402
 from tfreid.features import extract  # noqa: E402
 from tfreid.models.xqda import XQDA  # noqa: E402
@@ -125,7 +126,7 @@ def main(argv):
     del argv
     if FLAGS.num_splits:
         if FLAGS.features_file:
-            raise app.UsageError("--num_splits extracts its own features; drop --features_file.")
+            raise UserError("--num_splits extracts its own features; drop --features_file.")
         results = _split_protocol()
         _write(results)   # saved before printed
         print(f"XQDA over {FLAGS.num_splits} splits (mean +- std, %): " + "  ".join(
