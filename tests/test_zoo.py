@@ -101,7 +101,7 @@ def test_altered_and_truncated_files_load_nothing(published, home, monkeypatch):
 
 
 def test_unknown_name_lists_known(home):
-    with pytest.raises(zoo.UnknownModelError, match="siamese_lstm_viper") as err:
+    with pytest.raises(zoo.UnknownModelError, match="siamese_lstm_market1501") as err:
         zoo.load("no_such_model")
     assert "no_such_model" in str(err.value)
 
@@ -127,19 +127,20 @@ def test_card_paths_stay_inside(published, home):
 
 def test_recipe_explains_how_to_build(home):
     with pytest.raises(zoo.WeightsNotPresentError) as err:
-        zoo.load("siamese_lstm_viper")
+        zoo.load("siamese_lstm_market1501")
     message = str(err.value)
-    assert "tools/train.py --flagfile=" in message and "siamese_lstm_viper.cfg" in message
-    assert "tools/publish.py --run=runs/siamese_lstm_viper --name=siamese_lstm_viper" in message
+    assert "tools/train.py --flagfile=" in message and "siamese_lstm_market1501.cfg" in message
+    assert ("tools/publish.py --run=runs/siamese_lstm_market1501 --name=siamese_lstm_market1501"
+            in message)
     assert str(home / "zoo") in message
 
 
 def test_recipe_found_in_cache_after_publish(home, tmp_path):
-    publish.publish(make_run(tmp_path / "run", "viper"), "siamese_lstm_viper", evaluate=False,
-                    log=lambda s: None)
-    model = zoo.load("siamese_lstm_viper")  # the package card is a recipe; the cache has weights
+    publish.publish(make_run(tmp_path / "run", "market1501"), "siamese_lstm_market1501",
+                    evaluate=False, log=lambda s: None)
+    model = zoo.load("siamese_lstm_market1501")  # the package card is a recipe; the cache has weights
     assert model.card["files"] and model.card["paper"].startswith("R. R. Varior")
-    assert (home / "zoo" / "configs" / "siamese_lstm_viper.cfg").is_file()
+    assert (home / "zoo" / "configs" / "siamese_lstm_market1501.cfg").is_file()
 
 
 def test_publish_errors(home, tmp_path):
@@ -156,13 +157,14 @@ def test_list_tells_recipes_from_models_with_weights(home, tmp_path):
     names = zoo.list()
     with_weights, recipes = zoo.list(with_weights=True), zoo.list(with_weights=False)
     assert sorted(with_weights + recipes) == names and not set(with_weights) & set(recipes)
-    assert "siamese_lstm_viper" in recipes and "siamese_lstm_cuhk03" in with_weights
-    assert not zoo.has_weights("siamese_lstm_viper")
-    with pytest.raises(zoo.UnknownModelError, match=r"siamese_lstm_viper \(recipe without weights\)"):
+    assert "siamese_lstm_market1501" in recipes and "siamese_lstm_viper" in with_weights
+    assert not zoo.has_weights("siamese_lstm_market1501")
+    with pytest.raises(zoo.UnknownModelError,
+                       match=r"siamese_lstm_market1501 \(recipe without weights\)"):
         zoo.load("no_such_model")
-    publish.publish(make_run(tmp_path / "run", "viper"), "siamese_lstm_viper", evaluate=False,
-                    log=lambda s: None)
-    assert "siamese_lstm_viper" in zoo.list(with_weights=True)  # built into the cache
+    publish.publish(make_run(tmp_path / "run", "market1501"), "siamese_lstm_market1501",
+                    evaluate=False, log=lambda s: None)
+    assert "siamese_lstm_market1501" in zoo.list(with_weights=True)  # built into the cache
 
 
 def test_publishing_under_a_shipped_name_is_refused(home, tmp_path):

@@ -74,13 +74,13 @@ def test_stripe_models_load_without_data(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_card_metrics_reproduced_on_cuhk03(name):
+def test_card_metrics_reproduced_on_their_data(name):
     root = os.environ.get("TFREID_DATA")
-    if not root or not (Path(root) / "cuhk03_pair1").is_dir():
-        pytest.skip("TFREID_DATA with cuhk03_pair1 not available")
+    card = json.loads((ROOT / "zoo" / "cards" / f"{name}.json").read_text())["metrics"]["zoo"]
+    if not root or not (Path(root) / card["dataset"]).is_dir():   # the data folder is named so
+        pytest.skip(f"TFREID_DATA with {card['dataset']} not available")
     model = zoo.load(name)
-    card = model.card["metrics"]["zoo"]
-    split = datasets.build(card["dataset"], root)
+    split = datasets.build(card["dataset"], root, **card.get("dataset_options", {}))
     settings = card["settings"]
     result = evaluate_model(model, split, ap=settings["ap"],
                             single_shot_draws=settings["single_shot_draws"],

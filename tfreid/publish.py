@@ -30,7 +30,7 @@ PAPERS = {
 }
 STRIPE_FLAGS = ("features", "hidden_units", "lstm_mode", "mlp_layers", "mlp_units", "mlp_activation",
                 "objective", "margin", "lr_decay", "batch_size", "negatives_per_positive", "p", "k",
-                "lomo_normalize", "cn_words", "cn_stripes")
+                "lomo_normalize", "cn_words", "cn_stripes", "init_from")
 CNN_FLAGS = ("backbone", "weights", "height", "width", "embedding_dim", "loss", "margin", "p", "k",
              "train_from", "weight_decay", "lr_step_epochs", "steps_per_epoch")
 TRAIN_FLAGS = ("dataset", "model", "seed", "val_ids", "epochs", "patience", "learning_rate")

@@ -2,7 +2,7 @@
 then the mean ± std of the test metrics over the splits.
 
   python tools/protocol.py --dataset=viper --num_splits=10 --out=runs/viper_lstm -- \
-      --flagfile=zoo/configs/siamese_lstm_viper.cfg --data_dir=DATA
+      --flagfile=zoo/configs/siamese_lstm_paper_viper.cfg --data_dir=DATA
 
 Everything after `--` goes to tools/train.py unchanged; split k trains with
 `--<dataset>_split_index=k --<dataset>_num_splits=N` into `<out>/split_<k>` (each split's
