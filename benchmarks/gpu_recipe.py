@@ -9,7 +9,8 @@ finished epochs (their checkpoints resume with `tools/train.py ... --resume`).
 
   python benchmarks/gpu_recipe.py --data_dir=DATA --out=/tmp/gpu_recipe --minutes=8
 
-Images/s counts the epoch's training images (steps x 128) over the epoch's wall time including
+Each share includes the run's start-up (loading and checking the dataset, building the model:
+about a minute on 2 loaded cores, seconds on a GPU machine). Images/s counts the epoch's training images (steps x 128) over the epoch's wall time including
 its validation ranking, so it is a lower bound of the training rate. Needs TFREID_DATA (or
 --data_dir) with cuhk03_pair1 and TFREID_WEIGHTS (or --weights_dir), and a GPU (--cpu runs it
 on the CPU anyway, e.g. a smoke test with `--minutes=1 -- --height=64 --width=32`); skips
@@ -84,6 +85,7 @@ def main():
                   f"  loss {record.get('loss', float('nan')):.4f}  val R1 {100 * record['val_rank1']:5.1f}"
                   f"  val mAP {100 * record['val_map']:5.1f}", flush=True)
         summary[loss] = history
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"summary in {Path(args.out) / 'summary.json'}")
 

@@ -161,9 +161,9 @@ def in_memory(n: int, num_q: int, seed: int) -> dict:
           f"({flat_s:.2f} s); one BLAS product q @ x.T {blas_s:.2f} s; Flat / BLAS = "
           f"{flat_s / blas_s:.2f}", flush=True)
     del flat
-    nlist = 256 if n <= 100_000 else 1024
+    nlist = 256 if n <= 100_000 else 4 * 1024 if n >= 1_000_000 else 1024   # ~4 sqrt(n) lists
     train = x[np.random.default_rng(seed).choice(n, min(n, 64 * nlist), replace=False)]
-    probes = [1, 2, 4, 8, 16, 32, 64]
+    probes = [1, 2, 4, 8, 16, 32, 64] + ([128] if nlist > 1024 else [])
     result = {"n": n, "queries": num_q, "generate_s": gen_s,
               "flat": {"add_s": add_s, "bytes": n * DIM * 4, "qps": flat_qps, "search_s": flat_s},
               "blas_product_s": blas_s, "flat_over_blas": flat_s / blas_s,
