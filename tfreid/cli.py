@@ -104,6 +104,10 @@ def define_dataset_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     --<dataset>_<argument>, typed as the loader's argument, listed by --helpfull."""
     from tfreid.data import datasets
 
+    if "skip_bad_images" not in flag_values:
+        flags.DEFINE_bool("skip_bad_images", False, "Leave unreadable image files out of the "
+                          "dataset (listed on stderr, and in the run folder when training) "
+                          "instead of refusing it.", flag_values=flag_values)
     for option in datasets.all_options():
         if option.flag in flag_values:
             continue
@@ -172,9 +176,11 @@ def dataset_kwargs(name: str, recorded: dict | None = None,
 
 def build_dataset(name: str, data_dir=None, recorded: dict | None = None, **build_options):
     """`tfreid.data.datasets.build(name, data_dir, **build_options, **loader options)`, the loader
-    options from the command line (see `dataset_kwargs`)."""
+    options and --skip_bad_images from the command line (see `dataset_kwargs`)."""
     from tfreid.data import datasets
 
+    if "skip_bad_images" in FLAGS and FLAGS.is_parsed():
+        build_options.setdefault("skip_bad_images", FLAGS.skip_bad_images)
     return datasets.build(name, data_dir, **build_options, **dataset_kwargs(name, recorded))
 
 

@@ -25,8 +25,6 @@ FLAGS = flags.FLAGS
 cli.define_dataset_flags()
 flags.DEFINE_string("run", None, "A tools/train.py run folder (its model.keras).")
 flags.DEFINE_string("zoo", None, "A zoo model name (tfreid.zoo.list()).")
-flags.DEFINE_bool("skip_bad_images", False, "Leave unreadable image files out of the dataset "
-                  "(listed on stderr and in the run folder) instead of refusing it.")
 flags.DEFINE_string("dataset", None, "Dataset name (default: the card's / run's dataset).")
 flags.DEFINE_string("data_dir", None, "Dataset folder or data root (default: the --run's own "
                     "if it recorded one, else $TFREID_DATA).")
@@ -63,8 +61,7 @@ def main(argv):
         raise UserError("no --dataset given and none recorded with the model")
     if recorded.get("dataset") != dataset:
         recorded = {}  # the run's dataset options and folder are those of another dataset
-    split = cli.build_dataset(dataset, FLAGS.data_dir or recorded.get("data_dir"), recorded,
-                              skip_bad_images=FLAGS.skip_bad_images)
+    split = cli.build_dataset(dataset, FLAGS.data_dir or recorded.get("data_dir"), recorded)
     result = evaluate_model(model, split, ap=FLAGS.ap, single_shot_draws=FLAGS.single_shot_draws,
                             rerank=FLAGS.rerank, multi_query=FLAGS.multi_query,
                             batch_size=FLAGS.batch_size, progress=True)

@@ -20,8 +20,6 @@ from tfreid.errors import UserError  # noqa: E402
 from tfreid.features import colornames, extract  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_bool("skip_bad_images", False, "Leave unreadable image files out of the dataset "
-                  "(listed on stderr and in the run folder) instead of refusing it.")
 flags.DEFINE_string("dataset", "cuhk03_pair1", "Dataset name for tfreid.data.datasets.build.")
 flags.DEFINE_string("data_dir", None, "Dataset root (default: $TFREID_DATA).")
 flags.DEFINE_list("features", ["lomo", "cn"], "Features to extract: lomo, cn.")
@@ -48,7 +46,7 @@ def main(argv):
         table = colornames.load_w2c(paths.colornames_table(FLAGS.w2c, FLAGS.data_dir))
         if FLAGS.codebook:
             codebook = colornames.validate_codebook(np.load(FLAGS.codebook, allow_pickle=False))
-    split = cli.build_dataset(FLAGS.dataset, FLAGS.data_dir, skip_bad_images=FLAGS.skip_bad_images)
+    split = cli.build_dataset(FLAGS.dataset, FLAGS.data_dir)
     print(split.summary())
     start = time.perf_counter()
     splits, metadata = extract.extract_dataset(

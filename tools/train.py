@@ -30,8 +30,6 @@ FLAGS = flags.FLAGS
 _ABSL_FLAGS = set(FLAGS)  # defined by absl itself (logging, --flagfile, ...) and by tfreid.cli
 
 # Data and run
-flags.DEFINE_bool("skip_bad_images", False, "Leave unreadable image files out of the dataset "
-                  "(listed on stderr and in the run folder) instead of refusing it.")
 flags.DEFINE_string("dataset", "synthetic", "Dataset name (see tfreid.data.names()); its loader's "
                     "options are the --<dataset>_* flags (--helpfull).")
 flags.DEFINE_string("data_dir", None, "Dataset folder or data root; default $TFREID_DATA "
@@ -227,7 +225,7 @@ def main(argv):
     # Everything that can be checked is checked before the run folder is written.
     cli.dataset_kwargs(FLAGS.dataset)  # the dataset's name and options first: they cost nothing
     settings = _cnn_config() if FLAGS.model == "cnn" else _stripe_settings()
-    split = cli.build_dataset(FLAGS.dataset, FLAGS.data_dir, skip_bad_images=FLAGS.skip_bad_images)
+    split = cli.build_dataset(FLAGS.dataset, FLAGS.data_dir)
     print(split.summary())
     started_here, created = not flags_path.exists(), not out.exists()
     out.mkdir(parents=True, exist_ok=True)
