@@ -8,8 +8,8 @@ from tfreid.models.xqda import XQDA, mahalanobis_distance, xqda_fit
 RNG = np.random.default_rng(0)
 
 
-def ref_xqda(x_a, x_b, labels_a, labels_b, lam=0.001):
-    """Covariances from explicit pair loops; eigen-decomposition of inv(S_I) S_E."""
+def ref_covariances(x_a, x_b, labels_a, labels_b, lam=0.001):
+    """(Sigma_I + lam I, Sigma_E) from explicit loops over every cross-view pair."""
     d = x_a.shape[1]
     in_cov, ex_cov, n_in, n_ex = np.zeros((d, d)), np.zeros((d, d)), 0, 0
     for i in range(len(x_a)):
@@ -19,8 +19,12 @@ def ref_xqda(x_a, x_b, labels_a, labels_b, lam=0.001):
                 in_cov, n_in = in_cov + diff, n_in + 1
             else:
                 ex_cov, n_ex = ex_cov + diff, n_ex + 1
-    in_cov = in_cov / n_in + lam * np.eye(d)
-    ex_cov = ex_cov / n_ex
+    return in_cov / n_in + lam * np.eye(d), ex_cov / n_ex
+
+
+def ref_xqda(x_a, x_b, labels_a, labels_b, lam=0.001):
+    """Covariances from explicit pair loops; eigen-decomposition of inv(S_I) S_E."""
+    in_cov, ex_cov = ref_covariances(x_a, x_b, labels_a, labels_b, lam)
     values, vectors = np.linalg.eig(np.linalg.solve(in_cov, ex_cov))
     values, vectors = values.real, vectors.real
     order = np.argsort(values)[::-1]
@@ -130,17 +134,7 @@ def test_svd_solver_is_the_reference_codes_left_singular_vectors():
     x_a, x_b, labels_a, labels_b = two_view_data(num_ids=15, dim=5, per_view=(1, 1))
     w, m, values = xqda_fit(x_a, x_b, labels_a, labels_b, solver="svd")
     # Reference: svd(inCov \ exCov); MATLAB's two-output svd returns U, S (left vectors).
-    d = x_a.shape[1]
-    in_cov, ex_cov, n_in, n_ex = np.zeros((d, d)), np.zeros((d, d)), 0, 0
-    for i in range(len(x_a)):
-        for j in range(len(x_b)):
-            diff = np.outer(x_a[i] - x_b[j], x_a[i] - x_b[j])
-            if labels_a[i] == labels_b[j]:
-                in_cov, n_in = in_cov + diff, n_in + 1
-            else:
-                ex_cov, n_ex = ex_cov + diff, n_ex + 1
-    in_cov = in_cov / n_in + 0.001 * np.eye(d)
-    ex_cov = ex_cov / n_ex
+    in_cov, ex_cov = ref_covariances(x_a, x_b, labels_a, labels_b)
     u, s, vt = np.linalg.svd(np.linalg.solve(in_cov, ex_cov))
     keep = max(1, int((s > 1).sum()))
     np.testing.assert_allclose(values, s[:keep], rtol=1e-6)
