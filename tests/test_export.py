@@ -1,6 +1,7 @@
 """Serving pipeline and export: SavedModel parity in a fresh TensorFlow-only process,
 saved_model_cli, export -> reload round trip, ONNX parity."""
 
+import io
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from tfreid import export
 from tfreid.features import ColorNamesLayer, LomoLayer
@@ -135,6 +137,7 @@ FRESH_PROCESS = r"""
 import json, sys
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 args = json.loads(sys.argv[1])
 data = np.load(args["inputs"], allow_pickle=False)
 out = {}
@@ -144,6 +147,9 @@ for kind, folder in args["dirs"].items():
                      images=tf.constant(data["batch"]))["embedding"].numpy().tolist(),
                  "embed_encoded": loaded.signatures["embed_encoded"](
                      images=tf.constant([data[k].tobytes() for k in sorted(data) if k.startswith("png")]))
+                     ["embedding"].numpy().tolist(),
+                 "embed_encoded_jpeg": loaded.signatures["embed_encoded"](
+                     images=tf.constant([data[k].tobytes() for k in sorted(data) if k.startswith("jpg")]))
                      ["embedding"].numpy().tolist()}
 out["tfreid_imported"] = "tfreid" in sys.modules
 print(json.dumps(out))
@@ -154,8 +160,13 @@ def test_saved_model_fresh_process_parity(stripe_model, cnn_model, exported, tmp
     """As TF Serving loads it: a process importing only TensorFlow, every signature."""
     pngs = {f"png{i}": np.frombuffer(tf.io.encode_png(im).numpy(), np.uint8)
             for i, im in enumerate(images())}
+    jpgs = {}
+    for i, im in enumerate(images()):
+        buffer = io.BytesIO()
+        Image.fromarray(np.asarray(im)).save(buffer, "JPEG", quality=90)
+        jpgs[f"jpg{i}"] = np.frombuffer(buffer.getvalue(), np.uint8)
     batch = np.stack([images()[1]] * 2).astype(np.float32)
-    np.savez(tmp_path / "inputs.npz", batch=batch, **pngs)
+    np.savez(tmp_path / "inputs.npz", batch=batch, **pngs, **jpgs)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     proc = subprocess.run(
@@ -174,6 +185,10 @@ def test_saved_model_fresh_process_parity(stripe_model, cnn_model, exported, tmp
         # PNG is lossless: the encoded path must match the Keras model exactly too.
         np.testing.assert_allclose(np.array(out[kind]["embed_encoded"]), expected, atol=1e-5)
         np.testing.assert_allclose(np.array(out[kind]["serving_default"]), expected[[1, 1]], atol=1e-5)
+        # JPEG: the graph decodes with the accurate IDCT, to the pixels the user's PIL reads.
+        pil = [np.asarray(Image.open(io.BytesIO(jpgs[k].tobytes())).convert("RGB")) for k in sorted(jpgs)]
+        np.testing.assert_allclose(np.array(out[kind]["embed_encoded_jpeg"]),
+                                   np.stack([reference_embedding(model, im) for im in pil]), atol=1e-5)
         meta = json.loads((path / "assets.extra" / export.META_FILE).read_text())
         assert meta["dim"] == expected.shape[1] and meta["signatures"] == list(export.SIGNATURES)
 
