@@ -11,10 +11,11 @@ Example:
 
 Random-split protocols (VIPeR, CUHK01: two cameras, seeded identity splits): --num_splits=N
 extracts LOMO once for every image, then for each split k = 0..N-1 (the loader's
-``split_index=k, num_splits=N, seed=--seed, direction=--direction``) fits XQDA on the split's
+``split_index=k, num_splits=N`` and the --<dataset>_* options, e.g. --viper_direction,
+--viper_seed) fits XQDA on the split's
 train identities and evaluates its query x gallery; prints and saves (--out) every split and the
 mean +- std. The official VIPeR protocol (Liao et al.'s Demo_XQDA.m: probe camera B, gallery A):
-  python tools/lomo_xqda.py --dataset=viper --num_splits=10 --direction=b2a --out=out/viper.json
+  python tools/lomo_xqda.py --dataset=viper --num_splits=10 --viper_direction=b2a --out=out/viper.json
 """
 
 from tfreid import cli  # first: quiet TensorFlow start-up
@@ -40,12 +41,8 @@ flags.DEFINE_string("out", None, "Write the results as JSON here.")
 flags.DEFINE_float("regularizer", 0.001, "XQDA lambda.")
 flags.DEFINE_integer("dims", None, "XQDA subspace dims (default: eigenvalues > 1).")
 flags.DEFINE_integer("num_draws", 10, "Single-shot draws (seeds 0..num_draws-1).")
-flags.DEFINE_integer("seed", 0, "Seed of the identity splits with --num_splits (XQDA itself is "
-                     "closed form).")
 flags.DEFINE_integer("num_splits", None, "Run a random-split protocol over this many seeded "
                      "splits of --dataset (e.g. 10 for VIPeR) and report mean +- std.")
-flags.DEFINE_enum("direction", None, ["a2b", "b2a"], "With --num_splits: query camera A "
-                  "(a2b) or B (b2a, VIPeR's official probe side); default: the loader's.")
 flags.DEFINE_enum("xqda_solver", "auto", ["auto", "dense", "lanczos", "svd"],
                   "XQDA eigen-solver ('svd': the reference code's SVD, see models/xqda.py).")
 cli.define_dataset_flags()
@@ -73,9 +70,9 @@ def _report(name, distmat, data):
 
 def _split(index: int):
     from tfreid.data import datasets
-    options = {"split_index": index, "num_splits": FLAGS.num_splits, "seed": FLAGS.seed}
-    if FLAGS.direction:
-        options["direction"] = FLAGS.direction
+    # The split's seed and direction come from the dataset's own flags (--viper_seed, ...).
+    options = {**cli.dataset_kwargs(FLAGS.dataset), "split_index": index,
+               "num_splits": FLAGS.num_splits}
     return datasets.build(FLAGS.dataset, FLAGS.data_dir, check_images=index == 0, **options)
 
 
@@ -108,7 +105,7 @@ def _split_protocol():
         values = 100 * np.array([s[key] for s in per_split], np.float64)
         summary[key] = {"mean": float(values.mean()), "std": float(values.std())}
     return {"protocol": {"dataset": FLAGS.dataset, "num_splits": FLAGS.num_splits,
-                         "seed": FLAGS.seed, "direction": FLAGS.direction,
+                         "dataset_options": cli.dataset_kwargs(FLAGS.dataset),
                          "regularizer": FLAGS.regularizer, "xqda_solver": FLAGS.xqda_solver,
                          "lomo_config": extract.LomoConfig().to_dict()},
             "splits": per_split, "mean_std_percent": summary}
