@@ -37,6 +37,31 @@ def _fns(model, optimizer, crash_at=None, val_values=None):
     return train_epoch, validate
 
 
+def test_workers_killed_an_epoch_apart_resume_in_step_from_the_agreed_epoch(tmp_path):
+    """agree_epoch (the smallest epoch over the workers) picks the older checkpoint."""
+    model, opt = _model_and_optimizer()
+    loop = ResumableLoop(model, opt, tmp_path, 5, EarlyStopping(patience=0), log=lambda s: None)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(*_fns(model, opt, crash_at=3))
+    asked = []
+
+    def agree(own):
+        asked.append(own)
+        return 2  # the other worker's last checkpoint
+
+    model, opt = _model_and_optimizer()
+    loop = ResumableLoop(model, opt, tmp_path, 5, EarlyStopping(patience=0), resume=True,
+                         log=lambda s: None, agree_epoch=agree)
+    assert asked == [3] and loop.epochs_done == 2
+    assert [h["epoch"] for h in loop.history()] == [0, 1]
+    assert [h["epoch"] for h in loop.run(*_fns(model, opt))] == [0, 1, 2, 3, 4]
+
+    model, opt = _model_and_optimizer()  # an epoch this worker no longer holds is refused
+    with pytest.raises(RuntimeError, match="no longer holds epoch 1"):
+        ResumableLoop(model, opt, tmp_path, 5, EarlyStopping(patience=0), resume=True,
+                      log=lambda s: None, agree_epoch=lambda own: 1)
+
+
 def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path):
     model, opt = _model_and_optimizer()
     ResumableLoop(model, opt, tmp_path / "full", 5, EarlyStopping(patience=0), log=lambda s: None

@@ -8,10 +8,11 @@ Strategies (`make_strategy`, the `--strategy` flag of tools/train.py):
     cluster described by the `TF_CONFIG` environment variable, e.g. on worker 1 of 2:
       TF_CONFIG='{"cluster": {"worker": ["host0:12345", "host1:12345"]},
                   "task": {"type": "worker", "index": 1}}'
-    Every worker runs the same command; worker 0 (the chief) writes the run folder, the others
-    write their checkpoints into scratch folders (tf.distribute's rule). A worker that dies
-    blocks the others in their next collective: restart all workers with --resume and they
-    continue from the last epoch checkpoint.
+    Every worker runs the same command, each with its own --out (a run folder per worker:
+    checkpoints, history, model; the models are equal). A worker that dies makes the others fail
+    in their next collective (TensorFlow's health check); restart every worker with --resume:
+    they agree on the last epoch all of them checkpointed (`min_across_workers`) and continue
+    from it in step (tests/test_multi_worker.py kills one of two real workers).
 
 The global batch. A P x K batch of B images is split into B / N images per replica. The list-wise
 losses (Rank-Triplet ranks every image against the WHOLE batch; batch-hard, triplet, quadruplet
@@ -21,9 +22,10 @@ batch order) and compute the loss of the global batch, divided by N. The gradien
 sums the replicas' upstream gradients and hands each replica its own rows, so replica r's
 gradient is dL/d(its rows) and the optimizer's cross-replica SUM of the weight gradients is
 exactly the one-device gradient of L on the B images (tests/test_distribute.py checks this to
-1e-5). Two things do NOT match one device: BatchNormalization in training mode normalises with
-the statistics of its replica's B / N images (Keras's default; MobileNetV2's BN layers are not
-synchronised), and per-replica random augmentation draws differ.
+1e-5). BatchNormalization layers are synchronised while training on several replicas
+(`synchronized_batch_norm`): their batch statistics are those of the global batch, so their
+moving averages stay equal on every replica and worker. What does NOT match one device:
+per-replica random augmentation draws differ.
 
 Mixed precision (`--mixed_precision=float16|bfloat16`): the Keras global policy
 "mixed_float16" / "mixed_bfloat16" (compute in 16 bits, variables in float32); the embeddings
@@ -33,6 +35,7 @@ are cast to float32 before the loss and the batch ranking, and float16 uses dyna
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Callable, Sequence
@@ -68,14 +71,44 @@ def make_strategy(name: str = "default") -> tf.distribute.Strategy:
     raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
 
 
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """True on the worker that writes the run folder (always, outside multi-worker)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
-        return True
-    return resolver.task_type in ("chief", None) or (
-        resolver.task_type == "worker" and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict())
+def _batch_norm_layers(layer: keras.layers.Layer) -> list:
+    found = [layer] if isinstance(layer, keras.layers.BatchNormalization) else []
+    for child in getattr(layer, "layers", []):
+        found += _batch_norm_layers(child)
+    return found
+
+
+@contextlib.contextmanager
+def synchronized_batch_norm(model: keras.Model, strategy: tf.distribute.Strategy):
+    """Within the block, every BatchNormalization layer of `model` normalises a training batch
+    with the statistics of the global batch (all replicas), when `strategy` has several.
+
+    Without it each replica would update its own moving averages from its B / N images, and the
+    workers' models would drift apart. The layers are restored on exit (a saved model does not
+    ask for a replica context).
+    """
+    layers = _batch_norm_layers(model) if strategy.num_replicas_in_sync > 1 else []
+    before = [layer.synchronized for layer in layers]
+    for layer in layers:
+        layer.synchronized = True
+    try:
+        yield
+    finally:
+        for layer, value in zip(layers, before):
+            layer.synchronized = value
+
+
+def min_across_workers(strategy: tf.distribute.Strategy) -> Callable[[int], int]:
+    """value -> the smallest of every replica's value (a collective: every worker must call it).
+
+    With one replica it returns the value unchanged.
+    """
+    def agree(value: int) -> int:
+        if strategy.num_replicas_in_sync == 1:
+            return value
+        gathered = strategy.run(lambda: gather(tf.constant([value], tf.int64)))
+        return int(tf.reduce_min(strategy.experimental_local_results(gathered)[0]))
+    return agree
 
 
 def set_mixed_precision(precision: str | None) -> None:
@@ -99,6 +132,13 @@ def gather(x: tf.Tensor) -> tf.Tensor:
     ctx = tf.distribute.get_replica_context()
     if ctx is None or ctx.num_replicas_in_sync == 1:
         return x
+    local_devices = tf.distribute.get_strategy().extended.worker_devices
+    if not x.device and len(local_devices) == 1:
+        # all_gather sends each tensor to its own device; with one device per worker
+        # (MultiWorkerMirroredStrategy) the step runs under no device scope, so a tensor made in
+        # it names none ("destinations can not be empty"): pin it to the worker's device.
+        with tf.device(local_devices[0]):
+            x = tf.identity(x)
     return ctx.all_gather(x, axis=0)
 
 

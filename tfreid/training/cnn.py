@@ -238,11 +238,13 @@ def train_cnn(config: CNNTrainConfig, train: Sequence[ImageRecord], val_query: S
 
     val_batch = _fixed_val_batch(list(val_query) + list(val_gallery), config)
 
-    loop = ResumableLoop(checkpointed, optimizer, out_dir, config.epochs,
-                         EarlyStopping("val_rank1", "max", config.patience), resume=resume, log=log)
-    # One step on the global batch, split over the strategy's replicas (tfreid.distribute).
+    # One step on the global batch, split over the strategy's replicas (tfreid.distribute). Made
+    # first: it builds the optimizer's slots in the strategy's scope, which a resume restores.
     train_step = distribute.make_train_step(strategy, forward, head, loss_fn, optimizer, trainable,
                                             config.weight_decay, ranking_stats)
+    loop = ResumableLoop(checkpointed, optimizer, out_dir, config.epochs,
+                         EarlyStopping("val_rank1", "max", config.patience), resume=resume, log=log,
+                         agree_epoch=distribute.min_across_workers(strategy))
     if prefix is None:
         def epoch_batches(epoch: int) -> tf.data.Dataset:
             # A fresh P x K stream per epoch keeps identity draws a function of (seed, epoch).
@@ -282,7 +284,8 @@ def train_cnn(config: CNNTrainConfig, train: Sequence[ImageRecord], val_query: S
                            val_batch_misranked=float(stats["misranked_pairs"]))
         return metrics
 
-    history = loop.run(train_epoch, validate)
+    with distribute.synchronized_batch_norm(model, strategy):
+        history = loop.run(train_epoch, validate)
     loop.restore_best()
     if prefix is not None:
         prefix.trainable = True  # the returned model is fine-tunable as a whole again

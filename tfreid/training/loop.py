@@ -22,6 +22,11 @@ import tensorflow as tf
 EpochFn = Callable[[int], Mapping[str, float]]
 
 
+def _checkpoint_number(path: str) -> int:
+    """'.../ckpt-7' -> 7 (the loop numbers checkpoints by epochs done)."""
+    return int(path.rsplit("-", 1)[1])
+
+
 @dataclasses.dataclass
 class EarlyStopping:
     """Which validation metric decides the best epoch, and when to stop.
@@ -62,11 +67,16 @@ class ResumableLoop:
       resume: continue from `<out_dir>/checkpoints` if there is one. Without it, an existing
         checkpoint is an error rather than silently overwritten.
       log: callable for progress lines (print by default).
+      agree_epoch: with several workers (tf.distribute), maps this worker's last checkpointed
+        epoch count to the one every worker resumes from (the smallest; see
+        tfreid.distribute.min_across_workers): workers killed at different moments have
+        checkpoints one epoch apart, and must restart in step.
     """
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
                  out_dir: str | Path, max_epochs: int, early_stopping: EarlyStopping,
-                 resume: bool = False, log: Callable[[str], None] = print):
+                 resume: bool = False, log: Callable[[str], None] = print,
+                 agree_epoch: Callable[[int], int] | None = None):
         if max_epochs < 1:
             raise ValueError(f"max_epochs must be >= 1, got {max_epochs}")
         self.model, self.optimizer = model, optimizer
@@ -88,7 +98,7 @@ class ResumableLoop:
         self._manager = tf.train.CheckpointManager(
             self._checkpoint, str(self.out_dir / "checkpoints"), max_to_keep=2)
         self._writer = tf.summary.create_file_writer(str(self.out_dir / "tensorboard"))
-        self._restore(resume)
+        self._restore(resume, agree_epoch)
 
     @property
     def epochs_done(self) -> int:
@@ -99,8 +109,20 @@ class ResumableLoop:
         """(best epoch, 0-based; -1 if none yet), best monitored value)."""
         return int(self._best_epoch.numpy()), float(self._best.numpy())
 
-    def _restore(self, resume: bool) -> None:
+    def _restore(self, resume: bool, agree_epoch: Callable[[int], int] | None) -> None:
         latest = self._manager.latest_checkpoint
+        if agree_epoch is not None:  # every worker calls it, checkpoint or not (a collective)
+            own = _checkpoint_number(latest) if latest else 0
+            agreed = agree_epoch(own)
+            if agreed != own and resume:
+                kept = {_checkpoint_number(c): c for c in self._manager.checkpoints}
+                if agreed and agreed not in kept:
+                    raise RuntimeError(
+                        f"{self.out_dir}: the workers' last checkpoints are epochs {agreed} and "
+                        f"{own}, and this worker no longer holds epoch {agreed}; restart every "
+                        "worker from one run folder's checkpoints.")
+                self.log(f"Workers resume in step: epoch {agreed} (this worker had {own}).")
+                latest = kept.get(agreed)
         if latest is None:
             self.history_path.unlink(missing_ok=True)
             return
