@@ -17,7 +17,7 @@ from tfreid import export
 from tfreid.features import ColorNamesLayer, LomoLayer
 from tfreid.models import build_stripe_lstm, build_stripe_mlp
 from tfreid.serving import EmbeddingModel, load_keras_model, model_branches
-from tfreid.training.stripe_experiment import build_deploy_model
+from tfreid.experiments.stripes import build_deploy_model
 
 
 def tiny_stripe_model(channels=("lomo", "cn")):

@@ -5,7 +5,7 @@ import pytest
 from tfreid.data import synthetic
 from tfreid.data.records import arrays, train_val_test_parts
 from tfreid.features import LomoLayer
-from tfreid.training.stripe_experiment import featurize
+from tfreid.experiments.stripes import featurize
 from tfreid.training.stripes import StripeTrainConfig, ViewSplit, build_stripe_model, rank_split, train_stripe_model
 
 
@@ -62,7 +62,7 @@ def test_mlp_units_sets_the_baseline_width():
 
 
 def test_feature_cache_is_reused_only_for_the_same_images(tmp_path):
-    from tfreid.training.stripe_experiment import ChannelSpec, _channel_features
+    from tfreid.experiments.stripes import ChannelSpec, _channel_features
 
     split = synthetic.load(tmp_path / "data", num_train_ids=8, num_test_ids=4, num_cameras=2,
                            images_per_camera=2)
@@ -83,7 +83,7 @@ def test_feature_cache_is_reused_only_for_the_same_images(tmp_path):
 def test_transfer_starts_from_the_source_weights_and_reuses_its_feature_layer(tmp_path):
     import numpy as np
 
-    from tfreid.training.stripe_experiment import run_stripe_experiment
+    from tfreid.experiments.stripes import run_stripe_experiment
 
     split = synthetic.load(tmp_path / "data", num_train_ids=12, num_test_ids=6, num_cameras=2,
                            images_per_camera=2)

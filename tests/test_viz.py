@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tfreid import viz
+from tfreid.experiments import run_pictures
 from tfreid.viz.gates import _normalized
 from tfreid.viz.ranked import CORRECT_RGB, QUERY_RGB, WRONG_RGB
 
@@ -251,7 +252,7 @@ def test_visualize_tool_compares_metrics(tmp_path):
     assert proc.returncode == 0, proc.stderr
     read_png(tmp_path / "out" / "cmc.png")
     with pytest.raises(ValueError, match="2 labels for 1 metrics"):
-        viz.plot_cmc_of_runs([tmp_path / "b.json"], tmp_path / "x.png", labels=["a", "b"])
+        run_pictures.plot_cmc_of_runs([tmp_path / "b.json"], tmp_path / "x.png", labels=["a", "b"])
 
 
 # ----------------------------------------------------------------------------- run folders
@@ -269,7 +270,7 @@ def test_write_run_pictures_stripe_lstm(tmp_path, tiny_split):
 
     from tfreid.features import LomoLayer
     from tfreid.models.siamese_lstm import build_stripe_lstm
-    from tfreid.training.stripe_experiment import build_deploy_model
+    from tfreid.experiments.stripes import build_deploy_model
 
     layer = LomoLayer(output="rows", normalize="row", name="lomo")
     emb = build_stripe_lstm(40, layer.config.row_dim, hidden_units=3, scales=(24, 11, 5), seed=0,
@@ -280,14 +281,11 @@ def test_write_run_pictures_stripe_lstm(tmp_path, tiny_split):
     (run / "metrics.json").write_text(json.dumps(
         {"dataset": "synthetic", "channels": {"lomo": _report(0.5)},
          "input_features": {"lomo": _report(0.4)}, "config": {"architecture": "lstm"}}))
-    (run / "features").mkdir()  # a stale cache of the wrong images is noticed and not used
-    np.savez(run / "features" / "lomo.npz", query=np.zeros((6, 40, 674), np.float32),
-             gallery=np.zeros((6, 40, 674), np.float32))
     messages = []
-    pictures = viz.write_run_pictures(run, tiny_split, tmp_path / "pics", num_queries=3, top_k=4,
+    pictures = run_pictures.write_run_pictures(run, tiny_split, tmp_path / "pics", num_queries=3, top_k=4,
                                       num_gate_images=2, log=messages.append)
     assert [p.name for p in pictures] == ["cmc.png", "ranked_lists.png", "gate_heatmaps.png"]
-    assert any("does not hold this split" in m for m in messages)
+    assert any("embedding 6 query and 6 gallery images" in m for m in messages)
     assert read_png(pictures[1]).shape[:2] == viz.RankedLayout(rows=3, top_k=4, header=32).shape
     for p in pictures:
         read_png(p)
@@ -303,7 +301,7 @@ def test_write_run_pictures_cnn(tmp_path, tiny_split):
     run.mkdir()
     keras.Model(inputs, keras.layers.Dense(4)(x)).save(run / "model.keras")
     (run / "metrics.json").write_text(json.dumps(CNN_METRICS))
-    pictures = viz.write_run_pictures(run, tiny_split, tmp_path / "pics", log=lambda m: None)
+    pictures = run_pictures.write_run_pictures(run, tiny_split, tmp_path / "pics", log=lambda m: None)
     assert [p.name for p in pictures] == ["cmc.png", "ranked_lists.png"]
     with pytest.raises(FileNotFoundError, match="no metrics file"):
-        viz.write_run_pictures(tmp_path / "nothing", tiny_split, tmp_path / "pics")
+        run_pictures.write_run_pictures(tmp_path / "nothing", tiny_split, tmp_path / "pics")

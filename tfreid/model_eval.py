@@ -15,9 +15,21 @@ from tfreid.evaluation import pairwise_distance
 from tfreid.evaluation.protocols import fuse_scores
 from tfreid.evaluation.rerank import k_reciprocal_features
 from tfreid.serving import EmbeddingModel
-from tfreid.training.report import format_report, test_report
+from tfreid.evaluation.report import format_report, test_report
 
 SUMMARY_KEYS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
+
+
+def embed_test_images(model: EmbeddingModel, query_paths, gallery_paths, batch_size: int = 64,
+                      progress: bool = False) -> tuple[tuple, tuple]:
+    """The one path from test image files to embeddings, for every evaluation (trainers' test
+    reports, tools/evaluate.py, zoo cards, pictures).
+
+    Returns:
+      ((query serving embeddings [q, dim], {branch: raw [q, k_b]}), (the same for the gallery)).
+    """
+    return tuple(model.embed_files(paths, batch_size, with_raw=True, progress=progress)
+                 for paths in (query_paths, gallery_paths))
 
 
 def evaluate_model(model: EmbeddingModel, split: ReIDSplit, *, ap: str = "market",
@@ -50,8 +62,8 @@ def evaluate_model(model: EmbeddingModel, split: ReIDSplit, *, ap: str = "market
     if len(q_paths) == 0 or len(g_paths) == 0:
         raise ValueError(f"dataset {split.name!r} has an empty test query ({len(q_paths)}) or "
                          f"gallery ({len(g_paths)})")
-    q_emb, q_raw = model.embed_files(q_paths, batch_size, with_raw=True, progress=progress)
-    g_emb, g_raw = model.embed_files(g_paths, batch_size, with_raw=True, progress=progress)
+    (q_emb, q_raw), (g_emb, g_raw) = embed_test_images(model, q_paths, g_paths, batch_size,
+                                                       progress)
 
     def report(dist):
         out = test_report(dist, q_pids, g_pids, q_cams, g_cams,

@@ -12,12 +12,12 @@ through the zoo's integrity checks, i.e. by exactly what the stored command
 from __future__ import annotations
 
 import datetime
-import json
 import shutil
 from pathlib import Path
 from typing import Callable
 
 from tfreid import zoo
+from tfreid.rundir import RunDir
 
 MAX_FILE_BYTES = 25 * 1024 * 1024  # committed models: each <= 25 MB (issue 6)
 
@@ -76,10 +76,10 @@ def _run_metrics(run_dir: Path) -> dict:
     """Headline numbers of the run's own metrics.json (as the trainer measured them)."""
     from tfreid.model_eval import SUMMARY_KEYS
 
-    path = run_dir / "metrics.json"
-    if not path.is_file():
+    run = RunDir(run_dir)
+    if not run.metrics.is_file():
         return {}
-    metrics = json.loads(path.read_text())
+    metrics = run.read_metrics()
     out = {}
 
     def add(key, rep):
@@ -140,11 +140,11 @@ def publish(run_dir, name: str, dest=None, *, data_dir=None, dataset: str | None
             f"--name={name}: tfreid ships a zoo model of that name (with weights, in {package}), "
             f"and zoo.load({name!r}) would keep returning the shipped one; publish under another "
             "--name (or, to replace the shipped model, with --dest set to that zoo folder).")
-    flags_path = run_dir / "flags.json"
-    if not flags_path.is_file() or not (run_dir / "model.keras").is_file():
+    run = RunDir(run_dir)
+    if not run.flags.is_file() or not run.model.is_file():
         raise FileNotFoundError(f"--run={run_dir} needs flags.json and model.keras "
                                 "(a finished tools/train.py run)")
-    flags = json.loads(flags_path.read_text())
+    flags = run.read_flags()
     model = zoo.from_run(run_dir)
 
     template = {}

@@ -48,6 +48,8 @@ from typing import Sequence
 
 import numpy as np
 
+from tfreid.rundir import RunDir
+
 FORMAT_VERSION = 1
 METRICS = ("euclidean", "cosine")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -94,7 +96,7 @@ def model_identity(model) -> dict:
         if isinstance(entry, dict) and entry.get("path") == model_file:
             digest = entry.get("sha256")
     if digest is None and card.get("run"):
-        path = Path(card["run"]) / "model.keras"
+        path = RunDir(card["run"]).model
         digest = _sha256(path.read_bytes()) if path.is_file() else None
     return {"name": str(getattr(model, "name", card.get("name", ""))), "sha256": digest,
             "run": card.get("run")}

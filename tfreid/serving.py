@@ -87,7 +87,7 @@ def model_branches(model: keras.Model) -> list[Branch]:
             if config is None or not hasattr(config, "height"):
                 raise ValueError(
                     f"model {model.name!r}: output {channel!r} is not embedding(feature_layer(images)); "
-                    "expected a stripe deploy model (tfreid.training.stripe_experiment.build_deploy_model).")
+                    "expected a stripe deploy model (tfreid.experiments.stripes.build_deploy_model).")
 
             def fn(images, feature=feature, head=head):
                 return head(feature(images), training=False)

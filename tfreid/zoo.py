@@ -253,8 +253,10 @@ def from_run(run_dir) -> "EmbeddingModel":  # noqa: F821
     """An `EmbeddingModel` of a tools/train.py run folder's model.keras (no card checks)."""
     from tfreid.serving import EmbeddingModel, load_keras_model
 
+    from tfreid.rundir import RunDir
+
     run_dir = Path(run_dir)
-    path = run_dir / "model.keras"
+    path = RunDir(run_dir).model
     if not path.is_file():
         raise FileNotFoundError(f"--run={run_dir}: no model.keras there (is the training finished?)")
     return EmbeddingModel(load_keras_model(path), {"name": run_dir.name, "run": str(run_dir)})

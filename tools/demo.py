@@ -47,7 +47,9 @@ def main(argv):
     del argv
     from tfreid import viz
     from tfreid.data import synthetic
-    from tfreid.training.stripe_experiment import ChannelSpec, run_stripe_experiment
+    from tfreid.experiments import run_pictures
+    from tfreid.rundir import RunDir
+    from tfreid.experiments.stripes import ChannelSpec, run_stripe_experiment
     from tfreid.training.stripes import StripeTrainConfig
 
     out = Path(FLAGS.out)
@@ -67,9 +69,10 @@ def main(argv):
     metrics = run_stripe_experiment(split, config, run_dir, channels=channels,
                                     spec=ChannelSpec(cn_words=100, colornames=FLAGS.colornames),
                                     num_val_ids=10)
-    pictures = viz.write_run_pictures(run_dir, split, out)
+    pictures = run_pictures.write_run_pictures(run_dir, split, out)
     for channel in channels:
-        history = [json.loads(line) for line in (run_dir / channel / "history.jsonl").read_text().splitlines()]
+        history = [json.loads(line) for line in
+                   RunDir(run_dir).channel(channel).history.read_text().splitlines()]
         pictures.append(viz.plot_history(history, out / f"training_{channel}.png",
                                          title=f"siamese LSTM ({channel})"))
     print("\nrank-1 on the synthetic test split (all-gallery):")

@@ -20,6 +20,7 @@ from pathlib import Path  # noqa: E402
 from absl import flags  # noqa: E402
 
 from tfreid.errors import UserError  # noqa: E402
+from tfreid.rundir import RunDir  # noqa: E402
 
 FLAGS = flags.FLAGS
 cli.define_dataset_flags()
@@ -54,8 +55,8 @@ def main(argv):
     model = zoo.load(FLAGS.zoo) if FLAGS.zoo else zoo.from_run(FLAGS.run)
     dataset = FLAGS.dataset or model.card.get("training", {}).get("dataset")
     recorded = {}
-    if FLAGS.run and (Path(FLAGS.run) / "flags.json").is_file():
-        recorded = json.loads((Path(FLAGS.run) / "flags.json").read_text())
+    if FLAGS.run and RunDir(FLAGS.run).flags.is_file():
+        recorded = RunDir(FLAGS.run).read_flags()
         dataset = dataset or recorded.get("dataset")
     if not dataset:
         raise UserError("no --dataset given and none recorded with the model")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from tfreid import cli  # first: quiet TensorFlow start-up
 
-import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -24,6 +23,7 @@ from pathlib import Path  # noqa: E402
 from absl import flags  # noqa: E402
 
 from tfreid.errors import UserError  # noqa: E402
+from tfreid.rundir import RunDir  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "viper", "A dataset with seeded random splits (a loader that takes "
@@ -37,22 +37,21 @@ HEADLINE = ("rank1", "rank5", "rank10", "rank20", "mAP")
 
 def _train_split(index: int, train_args: list[str], out: Path) -> dict:
     """Trains split `index` (or resumes it) and returns its metrics.json."""
-    run = out / f"split_{index}"
-    metrics = run / "metrics.json"
-    if metrics.is_file():
-        return json.loads(metrics.read_text())
+    run = RunDir(out).split(index)
+    if run.metrics.is_file():
+        return run.read_metrics()
     command = [sys.executable, str(TRAIN), *train_args, f"--dataset={FLAGS.dataset}",
                f"--{FLAGS.dataset}_split_index={index}", f"--{FLAGS.dataset}_num_splits="
-               f"{FLAGS.num_splits}", f"--out={run}"]
-    if (run / "flags.json").is_file():
+               f"{FLAGS.num_splits}", f"--out={run.path}"]
+    if run.flags.is_file():
         command.append("--resume")
     print(f"split {index}: {' '.join(command[1:])}", flush=True)
     start = time.perf_counter()
-    if subprocess.run(command).returncode != 0 or not metrics.is_file():
-        raise UserError(f"split {index} did not finish (see {run}); rerun the same command to "
-                        "resume it")
+    if subprocess.run(command).returncode != 0 or not run.metrics.is_file():
+        raise UserError(f"split {index} did not finish (see {run.path}); rerun the same command "
+                        "to resume it")
     print(f"split {index}: trained in {time.perf_counter() - start:.0f} s", flush=True)
-    return json.loads(metrics.read_text())
+    return run.read_metrics()
 
 
 def main(argv):
@@ -68,11 +67,11 @@ def main(argv):
     per_split = [_train_split(k, train_args, out) for k in range(FLAGS.num_splits)]
     sections = {k: v for k, v in per_split[0].items() if k in ("fused", "test", "channels")}
     summary = {"dataset": FLAGS.dataset, "num_splits": FLAGS.num_splits, "train_args": train_args,
-               "splits": [json.loads((out / f"split_{k}" / "flags.json").read_text())
-                          .get(f"{FLAGS.dataset}_split_index", k) for k in range(FLAGS.num_splits)],
+               "splits": [RunDir(out).split(k).read_flags().get(f"{FLAGS.dataset}_split_index", k)
+                          for k in range(FLAGS.num_splits)],
                "mean_std": mean_std_over_splits([{k: m[k] for k in sections} for m in per_split]),
                "seconds": time.perf_counter() - start}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    RunDir(out).write_json(RunDir(out).summary, summary)
     rows = [("fused", summary["mean_std"].get("fused"))]
     rows += [(f"channel {c}", rep) for c, rep in summary["mean_std"].get("channels", {}).items()]
     rows += [("test", summary["mean_std"].get("test"))]
@@ -83,7 +82,7 @@ def main(argv):
             print(f"  {title:14s} " + "  ".join(
                 f"{key} {100 * part[key]['mean']:5.1f} ± {100 * part[key]['std']:4.1f}"
                 for key in HEADLINE if key in part))
-    print(f"summary in {out / 'summary.json'}")
+    print(f"summary in {RunDir(out).summary}")
 
 
 if __name__ == "__main__":

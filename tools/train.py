@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from tfreid import cli  # first: quiet TensorFlow start-up
 
-import json  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from absl import flags  # noqa: E402
 
 from tfreid.errors import UserError  # noqa: E402
+from tfreid.rundir import RunDir  # noqa: E402
 
 FLAGS = flags.FLAGS
 _ABSL_FLAGS = set(FLAGS)  # defined by absl itself (logging, --flagfile, ...) and by tfreid.cli
@@ -107,7 +107,7 @@ def _stripe_settings():
     """(StripeTrainConfig, ChannelSpec) of the flags; raises on a bad value, before any work."""
     from tfreid import paths
     from tfreid.features import load_w2c
-    from tfreid.training.stripe_experiment import CHANNELS, ChannelSpec
+    from tfreid.experiments.stripes import CHANNELS, ChannelSpec
     from tfreid.training.stripes import StripeTrainConfig
 
     unknown = [c for c in FLAGS.features if c not in CHANNELS]
@@ -159,11 +159,11 @@ def _cnn_config():
 
 def _train(split, out: Path, settings) -> dict:
     if FLAGS.model == "cnn":
-        from tfreid.training.cnn_experiment import run_cnn_experiment
+        from tfreid.experiments.cnn import run_cnn_experiment
 
         return run_cnn_experiment(split, settings, out, num_val_ids=FLAGS.val_ids,
                                   resume=FLAGS.resume, weights_dir=FLAGS.weights_dir)
-    from tfreid.training.stripe_experiment import run_stripe_experiment
+    from tfreid.experiments.stripes import run_stripe_experiment
 
     config, spec, source = settings
     return run_stripe_experiment(split, config, out, channels=FLAGS.features, spec=spec,
@@ -189,10 +189,6 @@ def _transfer_source():
     return model
 
 
-def _has_checkpoint(out: Path) -> bool:
-    return any(out.glob("**/checkpoints/checkpoint"))
-
-
 # Flags a resumed run may change: a longer schedule, and where data live on this machine.
 RESUMABLE_CHANGES = {"resume", "epochs", "patience", "data_dir", "weights_dir", "colornames", "out",
                      "flagfile"}
@@ -208,15 +204,10 @@ def _changed_settings(started: dict, now: dict) -> list[str]:
 def main(argv):
     del argv
     out = Path(FLAGS.out)
-    flags_path = out / "flags.json"
-    if flags_path.exists() and not FLAGS.resume:
-        raise UserError(f"--out={out} already holds a run (flags.json); pass --resume to "
-                        "continue it, or choose another --out.")
-    if FLAGS.resume and not flags_path.exists():
-        raise UserError(f"--resume: {out} holds no run to continue (no flags.json there); "
-                        "leave out --resume to start one.")
-    if flags_path.exists():
-        changed = _changed_settings(json.loads(flags_path.read_text()), FLAGS.flag_values_dict())
+    run = RunDir(out)
+    run.check_start(FLAGS.resume)
+    if run.flags.exists():
+        changed = _changed_settings(run.read_flags(), FLAGS.flag_values_dict())
         if changed:
             raise UserError(
                 f"--resume of {out} with other settings than the run was started with "
@@ -227,22 +218,22 @@ def main(argv):
     settings = _cnn_config() if FLAGS.model == "cnn" else _stripe_settings()
     split = cli.build_dataset(FLAGS.dataset, FLAGS.data_dir)
     print(split.summary())
-    started_here, created = not flags_path.exists(), not out.exists()
+    started_here, created = not run.flags.exists(), not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    flags_path.write_text(json.dumps(FLAGS.flag_values_dict(), indent=1, default=str))
+    run.write_json(run.flags, FLAGS.flag_values_dict())
     if split.skipped:   # recorded with the run: its metrics are on the images that remained
-        (out / "skipped_images.json").write_text(json.dumps(dict(split.skipped), indent=1))
+        run.write_json(run.skipped_images, dict(split.skipped))
     start = time.perf_counter()
     try:
         metrics = _train(split, out, settings)
     except BaseException:
-        if started_here and not _has_checkpoint(out):  # nothing to resume: leave --out reusable
-            flags_path.unlink(missing_ok=True)
-            (out / "skipped_images.json").unlink(missing_ok=True)
+        if started_here and not run.has_checkpoint():  # nothing to resume: leave --out reusable
+            run.flags.unlink(missing_ok=True)
+            run.skipped_images.unlink(missing_ok=True)
             if created and not any(out.iterdir()):
                 out.rmdir()
         raise
-    print(f"finished in {time.perf_counter() - start:.0f} s; metrics in {out / 'metrics.json'}")
+    print(f"finished in {time.perf_counter() - start:.0f} s; metrics in {run.metrics}")
     return 0 if metrics else 1
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from tfreid import cli  # first: quiet TensorFlow start-up
 
-import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from absl import flags  # noqa: E402
 
 from tfreid.errors import UserError  # noqa: E402
+from tfreid.rundir import RunDir  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", None, "Run folder of tools/train.py (metrics.json, model.keras).")
@@ -36,7 +36,7 @@ cli.define_dataset_flags()
 
 def main(argv):
     del argv
-    from tfreid import viz
+    from tfreid.experiments import run_pictures
 
     if not FLAGS.run and not FLAGS.metrics:
         raise UserError("give --run (a run folder) and/or --metrics (runs to compare)")
@@ -48,18 +48,17 @@ def main(argv):
         raise UserError("--out is required with --metrics alone")
     pictures = []
     if FLAGS.run:
-        saved = Path(FLAGS.run) / "flags.json"
-        saved = json.loads(saved.read_text()) if saved.is_file() else {}
+        saved = RunDir(FLAGS.run).read_flags() or {}
         dataset = FLAGS.dataset or saved.get("dataset")
         options = cli.dataset_kwargs(dataset, saved if saved.get("dataset") == dataset else None) \
             if dataset else None
-        split = viz.run_split(FLAGS.run, FLAGS.dataset, FLAGS.data_dir, options)
-        pictures += viz.write_run_pictures(
+        split = run_pictures.run_split(FLAGS.run, FLAGS.dataset, FLAGS.data_dir, options)
+        pictures += run_pictures.write_run_pictures(
             FLAGS.run, split, out, num_queries=FLAGS.num_queries, top_k=FLAGS.top_k,
             num_gate_images=FLAGS.num_gate_images, cmc_protocol=FLAGS.cmc_protocol)
     if FLAGS.metrics:
         name = "cmc_compare.png" if FLAGS.run else "cmc.png"
-        pictures.append(viz.plot_cmc_of_runs(FLAGS.metrics, out / name, labels=FLAGS.labels,
+        pictures.append(run_pictures.plot_cmc_of_runs(FLAGS.metrics, out / name, labels=FLAGS.labels,
                                              protocol=FLAGS.cmc_protocol))
     print("pictures:\n" + "\n".join(f"  {p}" for p in pictures))
 

@@ -40,6 +40,7 @@ from tfreid.models.embedding import build_embedding_model
 from tfreid.models.split import split_embedding_model
 from tfreid.training import prefix_cache
 from tfreid.progress import bar as progress_bar
+from tfreid.rundir import RunDir
 from tfreid.training.loop import EarlyStopping, ResumableLoop
 
 CNN_LOSSES = ("classification", "contrastive", "triplet", "quadruplet", "batch_hard",
@@ -145,19 +146,19 @@ def _split_and_freeze(config: CNNTrainConfig, model: keras.Model
 
 
 def _cached_batches(config: CNNTrainConfig, prefix: keras.Model, paths: Sequence[str], labels,
-                    cache_dir: Path, log: Callable[[str], None]
+                    run: RunDir, log: Callable[[str], None]
                     ) -> Callable[[int], tf.data.Dataset]:
     """epoch -> P x K batches of cached prefix maps (computed first if the cache is stale)."""
     start = time.perf_counter()
     maps = prefix_cache.load_or_compute(prefix, paths, (config.height, config.width),
-                                        config.train_from, cache_dir / "prefix_maps.npz", log=log)
+                                        config.train_from, run.prefix_maps("train"), log=log)
     log(f"prefix maps ready in {time.perf_counter() - start:.1f} s")
     return lambda epoch: prefix_cache.pk_view_dataset(maps, labels, config.p, config.k,
                                                       config.seed + 1000 * epoch)
 
 
 def _cached_ranking(config: CNNTrainConfig, prefix: keras.Model, top: keras.Model,
-                    query: Sequence[ImageRecord], gallery: Sequence[ImageRecord], cache_dir: Path,
+                    query: Sequence[ImageRecord], gallery: Sequence[ImageRecord], run: RunDir,
                     log: Callable[[str], None]) -> Callable[[], object]:
     """() -> EvalResult of ranking `gallery` for `query` through `top` on cached prefix maps
     (the unflipped view; float16 storage, so within ~1e-3 of the full model)."""
@@ -165,7 +166,7 @@ def _cached_ranking(config: CNNTrainConfig, prefix: keras.Model, top: keras.Mode
     g_paths, g_pids, g_cams = arrays(gallery)
     maps = prefix_cache.load_or_compute(prefix, list(q_paths) + list(g_paths),
                                         (config.height, config.width), config.train_from,
-                                        cache_dir / "val_prefix_maps.npz", log=log)[:, 0]
+                                        run.prefix_maps("val"), log=log)[:, 0]
 
     def rank() -> object:
         emb = np.concatenate([top(tf.convert_to_tensor(maps[i:i + 256], tf.float32),
@@ -251,7 +252,7 @@ def train_cnn(config: CNNTrainConfig, train: Sequence[ImageRecord], val_query: S
             return pk_dataset(paths, labels, config.p, config.k, size, augment=True,
                               seed=config.seed + 1000 * epoch)
     else:  # after the loop's --resume check, so that a refused run computes no maps
-        epoch_batches = _cached_batches(config, prefix, paths, labels, Path(out_dir) / "cache", log)
+        epoch_batches = _cached_batches(config, prefix, paths, labels, RunDir(out_dir), log)
 
     def train_epoch(epoch: int) -> dict:
         progbar = progress_bar(steps, "step", log)
@@ -271,7 +272,7 @@ def train_cnn(config: CNNTrainConfig, train: Sequence[ImageRecord], val_query: S
         # The held-out images' prefix maps are cached too: ranking them through the top alone
         # costs a fraction of a full forward pass per epoch.
         rank_validation = _cached_ranking(config, prefix, forward, val_query, val_gallery,
-                                          Path(out_dir) / "cache", log)
+                                          RunDir(out_dir), log)
 
     def validate(epoch: int) -> dict:
         result = rank_validation()

@@ -19,6 +19,8 @@ from typing import Callable, Mapping
 import keras
 import tensorflow as tf
 
+from tfreid.rundir import RunDir
+
 EpochFn = Callable[[int], Mapping[str, float]]
 
 
@@ -81,12 +83,13 @@ class ResumableLoop:
             raise ValueError(f"max_epochs must be >= 1, got {max_epochs}")
         self.model, self.optimizer = model, optimizer
         self.out_dir = Path(out_dir)
+        run = RunDir(out_dir)
         self.max_epochs = max_epochs
         self.early_stopping = early_stopping
         self.log = log
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.best_weights_path = self.out_dir / "best.weights.h5"
-        self.history_path = self.out_dir / "history.jsonl"
+        self.best_weights_path = run.best_weights
+        self.history_path = run.history
 
         self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
         self._best = tf.Variable(early_stopping.worst, dtype=tf.float64, trainable=False, name="best")
@@ -96,8 +99,8 @@ class ResumableLoop:
             model=model, optimizer=optimizer, epochs_done=self._epoch, best=self._best,
             best_epoch=self._best_epoch, bad_epochs=self._bad_epochs)
         self._manager = tf.train.CheckpointManager(
-            self._checkpoint, str(self.out_dir / "checkpoints"), max_to_keep=2)
-        self._writer = tf.summary.create_file_writer(str(self.out_dir / "tensorboard"))
+            self._checkpoint, str(run.checkpoints), max_to_keep=2)
+        self._writer = tf.summary.create_file_writer(str(run.tensorboard))
         self._restore(resume, agree_epoch)
 
     @property

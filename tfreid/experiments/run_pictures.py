@@ -3,7 +3,7 @@ lists of test queries and, for stripe LSTM runs, gate heat maps.
 
 A run folder holds metrics.json and model.keras: raw images [B, H, W, 3] -> {channel: embedding}
 for stripe runs (feature layers "lomo" / "cn", embedding sub-models "<channel>_embedding"; see
-`tfreid.training.stripe_experiment.build_deploy_model`), or images -> embedding for CNN runs.
+`tfreid.experiments.stripes.build_deploy_model`), or images -> embedding for CNN runs.
 TensorFlow is imported only when a model is loaded.
 """
 
@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from tfreid.data.records import ReIDSplit, arrays
+from tfreid.rundir import RunDir
 from tfreid.viz.curves import cmc_curves, plot_cmc
 from tfreid.viz.gates import lomo_row_spans, plot_gate_heatmaps
 from tfreid.viz.ranked import plot_ranked_lists
@@ -25,7 +26,7 @@ def read_metrics(path: str | Path) -> dict:
     """metrics.json of a run (a run folder or the file itself)."""
     path = Path(path)
     if path.is_dir():
-        path = path / "metrics.json"
+        path = RunDir(path).metrics
     if not path.is_file():
         raise FileNotFoundError(f"no metrics file at {path} (expected a run folder of tools/train.py "
                                 "or its metrics.json)")
@@ -44,11 +45,10 @@ def run_split(run_dir: str | Path, dataset: str | None = None, data_dir: str | N
     """
     from tfreid.data import datasets
 
-    run_dir = Path(run_dir)
-    flags_path = run_dir / "flags.json"
-    saved = json.loads(flags_path.read_text()) if flags_path.is_file() else {}
+    run = RunDir(run_dir)
+    saved = run.read_flags() or {}
     dataset = dataset or saved.get("dataset")
-    if dataset is None and (run_dir / "metrics.json").is_file():
+    if dataset is None and run.metrics.is_file():
         dataset = read_metrics(run_dir).get("dataset")
     if dataset is None:
         raise ValueError(f"{run_dir} has no flags.json naming its dataset; pass the dataset name")
@@ -58,65 +58,37 @@ def run_split(run_dir: str | Path, dataset: str | None = None, data_dir: str | N
 
 
 def load_run_model(path: str | Path):
-    """keras.Model of a run's model.keras (tfreid's custom layers registered first)."""
-    import keras
-
-    import tfreid.features  # noqa: F401  (registers LomoLayer, ColorNamesLayer)
-    import tfreid.models  # noqa: F401  (registers the model layers)
+    """keras.Model of a run's model.keras (`tfreid.serving.load_keras_model`)."""
+    from tfreid.serving import load_keras_model
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model at {path} (expected model.keras of a tools/train.py run)")
-    return keras.saving.load_model(path)
+    return load_keras_model(path)
 
 
-def _feature_runner(layer, log):
-    """paths -> stripe features [N, R, d] of a feature layer, computed as in training."""
-    from tfreid.training.stripe_experiment import featurize
-
-    def run(paths, verbose=True):
-        return featurize(layer, list(paths), log=log if verbose else (lambda s: None))
-
-    return run
-
-
-def _stripe_features(run_dir: Path, channel: str, layer, q_paths, g_paths, log) -> tuple:
-    """Stripe features [q, R, d], [g, R, d] of the test images; the run's feature cache is used
-    when it holds the same images (sizes match and two spot-checked images agree)."""
-    featurize = _feature_runner(layer, log)
-    cache = run_dir / "features" / f"{channel}.npz"
-    if cache.is_file():
-        with np.load(cache, allow_pickle=False) as z:
-            fq, fg = (z["query"], z["gallery"]) if {"query", "gallery"} <= set(z.files) else ((), ())
-        if len(fq) == len(q_paths) and len(fg) == len(g_paths):
-            probe = featurize([q_paths[0], g_paths[-1]], verbose=False)
-            if np.allclose(probe[0], fq[0], atol=1e-4) and np.allclose(probe[1], fg[-1], atol=1e-4):
-                return fq, fg
-        log(f"{cache} does not hold this split's test images; featurising them")
-    log(f"{channel}: featurising {len(q_paths)} query and {len(g_paths)} gallery images")
-    feats = featurize(list(q_paths) + list(g_paths))
-    return feats[:len(q_paths)], feats[len(q_paths):]
+def _stripe_parts(model, run_dir: Path, channels: Sequence[str]) -> dict:
+    """{channel: (feature layer, embedding model)} of a stripe run's model."""
+    names = [layer.name for layer in model.layers]
+    missing = [c for c in channels if c not in names or f"{c}_embedding" not in names]
+    if missing:
+        raise ValueError(f"{RunDir(run_dir).model} has no layers {missing[0]!r} and "
+                         f"{missing[0] + '_embedding'!r} (its layers: {names})")
+    return {c: (model.get_layer(c), model.get_layer(f"{c}_embedding")) for c in channels}
 
 
-def _stripe_run(model, run_dir: Path, channels: Sequence[str], q_paths, g_paths, log):
-    """Fused test distances [q, g] and, per channel, (feature layer, embedding model, query features)."""
+def _test_distances(model, channels: Sequence[str] | None, q_paths, g_paths, log) -> np.ndarray:
+    """Test distances [q, g] of a run's model, from the serving embeddings' raw branches (the
+    path of tools/evaluate.py); several stripe channels are score-fused as in metrics.json."""
     from tfreid.evaluation import pairwise_distance
     from tfreid.evaluation.protocols import fuse_scores
-    from tfreid.training.stripes import embed
+    from tfreid.model_eval import embed_test_images
+    from tfreid.serving import EmbeddingModel
 
-    names = [layer.name for layer in model.layers]
-    dists, parts = {}, {}
-    for channel in channels:
-        if channel not in names or f"{channel}_embedding" not in names:
-            raise ValueError(f"{run_dir / 'model.keras'} has no layers {channel!r} and "
-                             f"{channel + '_embedding'!r} (its layers: {names})")
-        layer, emb = model.get_layer(channel), model.get_layer(f"{channel}_embedding")
-        fq, fg = _stripe_features(run_dir, channel, layer, q_paths, g_paths, log)
-        dists[channel] = pairwise_distance(embed(emb, fq), embed(emb, fg))
-        parts[channel] = (layer, emb, fq)
-    # Score fusion as in the paper (and metrics.json's "fused"): per-query [0, 1] rescaling.
-    distmat = dists[channels[0]] if len(channels) == 1 else fuse_scores([dists[c] for c in channels])
-    return distmat, parts
+    log(f"embedding {len(q_paths)} query and {len(g_paths)} gallery images")
+    (_, q_raw), (_, g_raw) = embed_test_images(EmbeddingModel(model), q_paths, g_paths)
+    dists = [pairwise_distance(q_raw[b], g_raw[b]) for b in (channels or list(q_raw))]
+    return dists[0] if len(dists) == 1 else fuse_scores(dists)
 
 
 def _has_lstm(model) -> bool:
@@ -159,36 +131,34 @@ def write_run_pictures(run_dir: str | Path, split: ReIDSplit, out_dir: str | Pat
     dataset = metrics.get("dataset", split.name)
     pictures = [plot_cmc(cmc_curves(metrics, protocol=cmc_protocol), out_dir / "cmc.png",
                          title=f"{dataset} test split, {cmc_protocol.replace('_', '-')} CMC")]
-    model = load_run_model(run_dir / "model.keras")
+    model = load_run_model(RunDir(run_dir).model)
     if "channels" in metrics:
         channels = list(metrics["channels"])
-        distmat, parts = _stripe_run(model, run_dir, channels, q_paths, g_paths, log)
+        parts = _stripe_parts(model, run_dir, channels)
         name = " + ".join(channels)
     else:
-        from tfreid.evaluation import pairwise_distance
-        from tfreid.training.cnn import embed_images
-
         config = metrics.get("config", {})
-        size = (int(config.get("height", model.input_shape[1])),
-                int(config.get("width", model.input_shape[2])))
-        log(f"embedding {len(q_paths)} query and {len(g_paths)} gallery images")
-        distmat = pairwise_distance(embed_images(model, q_paths, size), embed_images(model, g_paths, size))
-        parts, name = {}, "/".join(str(config[k]) for k in ("backbone", "loss") if k in config) or "CNN"
+        channels, parts = None, {}
+        name = "/".join(str(config[k]) for k in ("backbone", "loss") if k in config) or "CNN"
+    distmat = _test_distances(model, channels, q_paths, g_paths, log)
     pictures.append(plot_ranked_lists(
         q_paths, g_paths, distmat, q_pids, g_pids, q_cams, g_cams, out_dir / "ranked_lists.png",
         top_k=top_k, num_queries=num_queries,
         title=f"{dataset} test split, {name}: top-{top_k} gallery images per query "
               "(green: same person, red: another; the query's own camera excluded for its identity)"))
 
+    from tfreid.experiments.stripes import featurize
     from tfreid.models.siamese_lstm import gate_norms
 
-    lstm_channels = sorted((c for c, (_, emb, _) in parts.items() if _has_lstm(emb)),
+    lstm_channels = sorted((c for c, (_, emb) in parts.items() if _has_lstm(emb)),
                            key=lambda c: c != "lomo")
     count = min(num_gate_images, len(q_paths))
     chosen = np.unique(np.linspace(0, len(q_paths) - 1, count).round().astype(int))
     for k, channel in enumerate(lstm_channels):
-        layer, emb, fq = parts[channel]
-        norms = gate_norms(emb, fq[chosen]).numpy()
+        layer, emb = parts[channel]
+        # The gates read the LSTM's input: the stripe features of the chosen queries.
+        features = featurize(layer, [q_paths[i] for i in chosen], log=lambda m: None)
+        norms = gate_norms(emb, features).numpy()
         is_lomo = channel == "lomo"
         pictures.append(plot_gate_heatmaps(
             [q_paths[i] for i in chosen], norms,

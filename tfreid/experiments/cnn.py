@@ -1,16 +1,13 @@
 """A CNN embedding experiment end to end: P x K training -> test report (with re-ranking).
 
-Run folder layout (`out_dir`):
-  checkpoints/, best.weights.h5, history.jsonl, tensorboard/   (see training.loop)
-  training_index.png    the online training index per epoch (paper Fig. 5)
-  model.keras           images [B, H, W, 3] float 0-255 -> embedding [B, dim]
-  metrics.json          test report, plain and with k-reciprocal re-ranking
+Writes into the run folder (`tfreid.rundir.RunDir`): the training loop's files, the training
+index picture (paper Fig. 5), model.keras (images [B, H, W, 3] float 0-255 -> embedding
+[B, dim]) and metrics.json (test report, plain and with k-reciprocal re-ranking).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -18,8 +15,11 @@ from typing import Callable
 from tfreid.data.records import ReIDSplit, arrays, train_val_test_parts
 from tfreid.evaluation import pairwise_distance
 from tfreid.evaluation.rerank import k_reciprocal_features
-from tfreid.training.cnn import CNNTrainConfig, embed_images, train_cnn
-from tfreid.training.report import format_report, test_report
+from tfreid.model_eval import embed_test_images
+from tfreid.serving import EmbeddingModel, load_keras_model
+from tfreid.training.cnn import CNNTrainConfig, train_cnn
+from tfreid.evaluation.report import format_report, test_report
+from tfreid.rundir import RunDir
 
 
 def run_cnn_experiment(split: ReIDSplit, config: CNNTrainConfig, out_dir: str | Path, *,
@@ -39,12 +39,15 @@ def run_cnn_experiment(split: ReIDSplit, config: CNNTrainConfig, out_dir: str | 
     model, history = train_cnn(config, parts["train"], parts["val_query"], parts["val_gallery"],
                                out_dir, resume=resume, weights_dir=weights_dir, log=log)
     seconds = time.perf_counter() - start
-    viz.plot_training_index(history, out_dir / "training_index.png",
-                            title=f"{config.backbone} / {config.loss}")
-    size = (config.height, config.width)
+    run = RunDir(out_dir)
+    viz.plot_training_index(history, run.training_index, title=f"{config.backbone} / {config.loss}")
+    model.save(run.model)
     q_paths, q_pids, q_cams = arrays(parts["query"])
     g_paths, g_pids, g_cams = arrays(parts["gallery"])
-    q_emb, g_emb = embed_images(model, q_paths, size), embed_images(model, g_paths, size)
+    # The saved model on the test image files, as tools/evaluate.py sees it (raw embedding).
+    (_, q_raw), (_, g_raw) = embed_test_images(EmbeddingModel(load_keras_model(run.model)),
+                                               q_paths, g_paths)
+    (q_emb,), (g_emb,) = q_raw.values(), g_raw.values()
     metrics = {
         "dataset": split.name,
         "test": test_report(pairwise_distance(q_emb, g_emb), q_pids, g_pids, q_cams, g_cams),
@@ -55,6 +58,5 @@ def run_cnn_experiment(split: ReIDSplit, config: CNNTrainConfig, out_dir: str | 
     }
     log(f"test:\n{format_report(metrics['test'])}")
     log(f"test, k-reciprocal re-ranking:\n{format_report(metrics['test_reranked'])}")
-    model.save(out_dir / "model.keras")
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    run.write_json(run.metrics, metrics)
     return metrics

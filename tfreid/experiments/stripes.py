@@ -1,12 +1,10 @@
 """The siamese LSTM experiment end to end: images -> stripe features -> one network per channel
 -> score fusion -> test report (Varior et al., ECCV 2016, Sec. 3 and 4).
 
-Run folder layout (`out_dir`):
-  features/<channel>.npz      stripe features of train / validation / test images (a cache: a
-                              resumed run does not featurise again), codebook.npy for Color Names
-  <channel>/                  that channel's training run (checkpoints, best.weights.h5, ...)
-  model.keras                 raw uint8/float images [B, H, W, 3] -> {channel: embedding}
-  metrics.json                test report per channel, fused, and for the input features
+Writes into the run folder (`tfreid.rundir.RunDir`): the features of every part per channel (a
+cache: a resumed run does not featurise again; the Color Names codebook beside them), one
+sub-run per channel, model.keras (raw uint8/float images [B, H, W, 3] -> {channel: embedding})
+and metrics.json (test report per channel, fused, and for the input features).
 """
 
 from __future__ import annotations
@@ -29,8 +27,11 @@ from tfreid.evaluation.protocols import fuse_scores
 from tfreid.features import ColorNamesLayer, LomoLayer, load_w2c
 from tfreid.features.colornames import ColorNamesConfig
 from tfreid.features.extract import extract, fit_cn_codebook
-from tfreid.training.report import format_report, test_report
-from tfreid.training.stripes import StripeTrainConfig, ViewSplit, embed, train_stripe_model
+from tfreid.evaluation.report import format_report, test_report
+from tfreid.model_eval import embed_test_images
+from tfreid.rundir import RunDir
+from tfreid.serving import EmbeddingModel, load_keras_model
+from tfreid.training.stripes import StripeTrainConfig, ViewSplit, train_stripe_model
 
 CHANNELS = ("lomo", "cn")
 PARTS = ("train", "val_query", "val_gallery", "query", "gallery")
@@ -117,8 +118,8 @@ def _channel_features(channel: str, spec: ChannelSpec, parts: dict, out_dir: Pat
     images and the channel settings; otherwise it is recomputed and replaced. `source_layer`
     (transfer) is used as the channel's feature layer instead of a new one, codebook included.
     """
-    cache = out_dir / "features" / f"{channel}.npz"
-    codebook_path = out_dir / "features" / "codebook.npy"
+    cache = RunDir(out_dir).channel_features(channel)
+    codebook_path = RunDir(out_dir).codebook
     key = _features_key(channel, spec, parts, seed, source)
     cached = None
     if cache.exists():
@@ -192,10 +193,12 @@ def run_stripe_experiment(split: ReIDSplit, config: StripeTrainConfig, out_dir: 
     spec = spec or ChannelSpec()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    run = RunDir(out_dir)
     parts = train_val_test_parts(split, num_val_ids, config.seed)
     ids = {part: arrays(records)[1:] for part, records in parts.items()}
     metrics = {"dataset": split.name, "channels": {}, "input_features": {}}
     layers, models, test_dists, times = {}, {}, {}, {}
+    (q_pids, q_cams), (g_pids, g_cams) = ids["query"], ids["gallery"]
     for channel in channels:
         source_layer, initial_weights = None, None
         if init_from is not None:
@@ -208,34 +211,36 @@ def run_stripe_experiment(split: ReIDSplit, config: StripeTrainConfig, out_dir: 
         scales = LomoLayer().config.rows_per_scale if channel == "lomo" else None
         start = time.perf_counter()
         train_pids, train_cams = ids["train"]
-        channel_resume = resume and (out_dir / channel / "checkpoints").exists()
+        channel_resume = resume and run.channel(channel).has_checkpoint()
         model, history = train_stripe_model(config, feats["train"], train_pids, train_cams, val,
-                                            out_dir / channel, scales=scales, resume=channel_resume,
+                                            run.channel(channel).path, scales=scales, resume=channel_resume,
                                             name=f"{channel}_embedding",
                                             initial_weights=initial_weights, log=log)
         times[channel] = time.perf_counter() - start
         models[channel] = model
-        q_pids, q_cams = ids["query"]
-        g_pids, g_cams = ids["gallery"]
-        test_dists[channel] = pairwise_distance(embed(model, feats["query"]), embed(model, feats["gallery"]))
-        metrics["channels"][channel] = {
-            **test_report(test_dists[channel], q_pids, g_pids, q_cams, g_cams),
-            "epochs": len(history), "train_seconds_this_run": round(times[channel], 1)}
+        metrics["channels"][channel] = {"epochs": len(history),
+                                        "train_seconds_this_run": round(times[channel], 1)}
         flat_q = feats["query"].reshape(len(feats["query"]), -1)
         flat_g = feats["gallery"].reshape(len(feats["gallery"]), -1)
         metrics["input_features"][channel] = test_report(
             pairwise_distance(flat_q, flat_g), q_pids, g_pids, q_cams, g_cams)
-        log(f"{channel} (trained):\n{format_report(metrics['channels'][channel])}")
         log(f"{channel} (input features, Euclidean):\n{format_report(metrics['input_features'][channel])}")
+    deploy = build_deploy_model(layers, models)
+    deploy.save(run.model)
+    # The test report: the saved model on the test image files, as tools/evaluate.py sees it.
+    (_, q_raw), (_, g_raw) = embed_test_images(EmbeddingModel(load_keras_model(run.model)),
+                                               arrays(parts["query"])[0], arrays(parts["gallery"])[0])
+    for channel in channels:
+        test_dists[channel] = pairwise_distance(q_raw[channel], g_raw[channel])
+        metrics["channels"][channel] = {
+            **test_report(test_dists[channel], q_pids, g_pids, q_cams, g_cams),
+            **metrics["channels"][channel]}
+        log(f"{channel} (trained):\n{format_report(metrics['channels'][channel])}")
     if len(channels) > 1:
-        q_pids, q_cams = ids["query"]
-        g_pids, g_cams = ids["gallery"]
         metrics["fused"] = test_report(fuse_scores([test_dists[c] for c in channels]),
                                        q_pids, g_pids, q_cams, g_cams)
         log(f"fused ({' + '.join(channels)}):\n{format_report(metrics['fused'])}")
-    deploy = build_deploy_model(layers, models)
-    deploy.save(out_dir / "model.keras")
     metrics["config"] = dataclasses.asdict(config)
     metrics["features"] = dataclasses.asdict(spec)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    run.write_json(run.metrics, metrics)
     return metrics
