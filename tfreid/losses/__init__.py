@@ -1,9 +1,11 @@
 """Metric-learning losses for re-identification.
 
 Each batch loss is a pure function `f(labels [B], embeddings [B, d]) -> scalar` plus a thin
-`keras.losses.Loss` subclass registered under the "tfreid" package, so that models compile,
-save and reload (y_true = labels, y_pred = embeddings). Exceptions: the per-pair siamese loss
-`contrastive_pair_loss(y_true, distances)` and `classification_loss(labels, logits)`.
+Keras class registered under the "tfreid" package (a `LossFunctionWrapper` of the function),
+so that models compile, save and reload (y_true = labels, y_pred = embeddings). Exceptions: the
+per-pair siamese loss `contrastive_pair_loss(y_true, distances) -> [B]` and
+`classification_loss(labels, logits)`. A batch-level loss class refuses `sample_weight` and any
+reduction but the default (see `tfreid.losses.wrapper`); the per-pair one takes both.
 Distances are squared Euclidean by default (the ||.||^2 of Chen, Duffner et al. 2021).
 
 `get(name, **kwargs)` builds a loss from a short name, e.g. for a `--loss` flag.
@@ -28,6 +30,7 @@ from tfreid.losses.rank_triplet import (
     swap_gain_matrix,
 )
 from tfreid.losses.triplet import TripletLoss, triplet_loss
+from tfreid.losses.wrapper import LossFunctionWrapper
 
 LOSSES = {
     "contrastive": BatchContrastiveLoss,
@@ -57,6 +60,7 @@ __all__ = [
     "ClassificationHead",
     "ClassificationLoss",
     "ContrastivePairLoss",
+    "LossFunctionWrapper",
     "QuadrupletLoss",
     "RankTripletBaselineLoss",
     "RankTripletLoss",

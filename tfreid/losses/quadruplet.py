@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from tfreid.losses import distances as _dist
 from tfreid.losses.triplet import triplet_from_distances
+from tfreid.losses.wrapper import LossFunctionWrapper
 
 
 def quadruplet_term(labels, embeddings, margin: float = 0.5, squared: bool = True) -> tf.Tensor:
@@ -75,19 +76,7 @@ def quadruplet_loss(labels, embeddings, margin1: float = 1.0, margin2: float = 0
 
 
 @keras.saving.register_keras_serializable(package="tfreid")
-class QuadrupletLoss(keras.losses.Loss):
+class QuadrupletLoss(LossFunctionWrapper):
     """Keras wrapper of `quadruplet_loss` (y_true = labels [B], y_pred = embeddings [B, d])."""
 
-    def __init__(self, margin1: float = 1.0, margin2: float = 0.5, squared: bool = True,
-                 name="quadruplet_loss", reduction="sum_over_batch_size", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.margin1 = float(margin1)
-        self.margin2 = float(margin2)
-        self.squared = bool(squared)
-
-    def call(self, y_true, y_pred):
-        return quadruplet_loss(y_true, y_pred, self.margin1, self.margin2, self.squared)
-
-    def get_config(self):
-        return {**super().get_config(), "margin1": self.margin1, "margin2": self.margin2,
-                "squared": self.squared}
+    fn = staticmethod(quadruplet_loss)
