@@ -19,7 +19,7 @@ from tfreid.losses.contrastive import (
     batch_contrastive_loss,
     contrastive_pair_loss,
 )
-from tfreid.losses.distances import pairwise_distance, pairwise_squared_distance
+from tfreid.losses.distances import batch_distances, batch_squared_distances
 from tfreid.losses.quadruplet import QuadrupletLoss, quadruplet_loss, quadruplet_term
 from tfreid.losses.rank_triplet import (
     RankTripletBaselineLoss,
@@ -67,13 +67,13 @@ __all__ = [
     "TripletLoss",
     "average_precision_eq6",
     "batch_contrastive_loss",
+    "batch_distances",
     "batch_hard_triplet_loss",
     "batch_ranking_stats",
+    "batch_squared_distances",
     "classification_loss",
     "contrastive_pair_loss",
     "get",
-    "pairwise_distance",
-    "pairwise_squared_distance",
     "quadruplet_loss",
     "quadruplet_term",
     "rank_triplet_loss",

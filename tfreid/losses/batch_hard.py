@@ -34,7 +34,7 @@ def batch_hard_triplet_loss(labels, embeddings, margin: float = 1.0, soft_margin
       Scalar loss; 0 when no anchor has both a positive and a negative.
     """
     labels, embeddings = _dist.prepare(labels, embeddings, "batch_hard_triplet_loss")
-    d = _dist.pairwise_distance(embeddings, squared=squared)
+    d = _dist.batch_distances(embeddings, squared=squared)
     pos, neg = _dist.identity_masks(labels)
     big = tf.reduce_max(d) + 1.0
     # Distances are >= 0, so 0 is a neutral fill for max and `big` for min.

@@ -76,7 +76,7 @@ def batch_contrastive_loss(labels, embeddings, margin: float = 1.0, squared: boo
       Scalar loss; 0 for B < 2.
     """
     labels, embeddings = _dist.prepare(labels, embeddings, "batch_contrastive_loss")
-    d = _dist.pairwise_distance(embeddings, squared=squared)
+    d = _dist.batch_distances(embeddings, squared=squared)
     pos, neg = _dist.identity_masks(labels)
     if squared:
         per_pair = tf.where(pos, d, tf.maximum(margin - d, 0.0))

@@ -25,7 +25,7 @@ def quadruplet_term(labels, embeddings, margin: float = 0.5, squared: bool = Tru
       Scalar; 0 when there is no valid quadruplet (fewer than three identities or no positive pair).
     """
     labels, embeddings = _dist.prepare(labels, embeddings, "quadruplet_loss")
-    d = _dist.pairwise_distance(embeddings, squared=squared)
+    d = _dist.batch_distances(embeddings, squared=squared)
     pos, neg = _dist.identity_masks(labels)
     return _quadruplet_from_distances(labels, d, pos, neg, margin)
 
@@ -69,7 +69,7 @@ def quadruplet_loss(labels, embeddings, margin1: float = 1.0, margin2: float = 0
       Scalar loss; each term is 0 when it has no valid tuple.
     """
     labels, embeddings = _dist.prepare(labels, embeddings, "quadruplet_loss")
-    d = _dist.pairwise_distance(embeddings, squared=squared)
+    d = _dist.batch_distances(embeddings, squared=squared)
     pos, neg = _dist.identity_masks(labels)
     return (triplet_from_distances(d, pos, neg, margin1)
             + _quadruplet_from_distances(labels, d, pos, neg, margin2))

@@ -181,7 +181,7 @@ def rank_triplet_loss(labels, embeddings, margin: float = 1.0, weighted: bool = 
       Scalar loss; 0 for batches without positives or without negatives.
     """
     labels, embeddings = _dist.prepare(labels, embeddings, "rank_triplet_loss")
-    d = _dist.pairwise_distance(embeddings, squared=squared)
+    d = _dist.batch_distances(embeddings, squared=squared)
     order, pos_r, neg_r = rank_batch(labels, d, margin)
     coef, total, k = tf.nest.map_structure(tf.stop_gradient, _pair_coefficients(pos_r, neg_r, weighted))
     d_r = tf.gather(d, order, batch_dims=1)  # distances in rank order; the gradient flows back
@@ -206,7 +206,7 @@ def batch_ranking_stats(labels, embeddings, margin: float = 0.0, squared: bool =
       "num_queries" (queries with a positive).
     """
     labels, embeddings = _dist.prepare(labels, embeddings, "batch_ranking_stats")
-    d = tf.stop_gradient(_dist.pairwise_distance(embeddings, squared=squared))
+    d = tf.stop_gradient(_dist.batch_distances(embeddings, squared=squared))
     _, pos_r, neg_r = rank_batch(labels, d, margin)
     valid = tf.cast(tf.reduce_any(pos_r > 0, axis=1), d.dtype)
     n = tf.reduce_sum(valid)

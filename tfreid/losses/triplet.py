@@ -27,7 +27,7 @@ def triplet_loss(labels, embeddings, margin: float = 1.0, squared: bool = True) 
       Scalar loss; 0 when the batch has no valid triplet.
     """
     labels, embeddings = _dist.prepare(labels, embeddings, "triplet_loss")
-    d = _dist.pairwise_distance(embeddings, squared=squared)
+    d = _dist.batch_distances(embeddings, squared=squared)
     pos, neg = _dist.identity_masks(labels)
     return triplet_from_distances(d, pos, neg, margin)
 

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfreid.data.records import ReIDSplit, arrays, train_val_test_parts
-from tfreid.evaluation import pairwise_distance
+from tfreid.evaluation import distance_matrix
 from tfreid.evaluation.protocols import fuse_scores
 from tfreid.features import ColorNamesLayer, LomoLayer, load_w2c
 from tfreid.features.colornames import ColorNamesConfig
@@ -217,14 +217,14 @@ def run_stripe_experiment(split: ReIDSplit, config: StripeTrainConfig, out_dir: 
         models[channel] = model
         q_pids, q_cams = ids["query"]
         g_pids, g_cams = ids["gallery"]
-        test_dists[channel] = pairwise_distance(embed(model, feats["query"]), embed(model, feats["gallery"]))
+        test_dists[channel] = distance_matrix(embed(model, feats["query"]), embed(model, feats["gallery"]))
         metrics["channels"][channel] = {
             **test_report(test_dists[channel], q_pids, g_pids, q_cams, g_cams),
             "epochs": len(history), "train_seconds_this_run": round(times[channel], 1)}
         flat_q = feats["query"].reshape(len(feats["query"]), -1)
         flat_g = feats["gallery"].reshape(len(feats["gallery"]), -1)
         metrics["input_features"][channel] = test_report(
-            pairwise_distance(flat_q, flat_g), q_pids, g_pids, q_cams, g_cams)
+            distance_matrix(flat_q, flat_g), q_pids, g_pids, q_cams, g_cams)
         log(f"{channel} (trained):\n{format_report(metrics['channels'][channel])}")
         log(f"{channel} (input features, Euclidean):\n{format_report(metrics['input_features'][channel])}")
     if len(channels) > 1:

@@ -100,7 +100,7 @@ def _stripe_features(run_dir: Path, channel: str, layer, q_paths, g_paths, log) 
 
 def _stripe_run(model, run_dir: Path, channels: Sequence[str], q_paths, g_paths, log):
     """Fused test distances [q, g] and, per channel, (feature layer, embedding model, query features)."""
-    from tfreid.evaluation import pairwise_distance
+    from tfreid.evaluation import distance_matrix
     from tfreid.evaluation.protocols import fuse_scores
     from tfreid.training.stripes import embed
 
@@ -112,7 +112,7 @@ def _stripe_run(model, run_dir: Path, channels: Sequence[str], q_paths, g_paths,
                              f"{channel + '_embedding'!r} (its layers: {names})")
         layer, emb = model.get_layer(channel), model.get_layer(f"{channel}_embedding")
         fq, fg = _stripe_features(run_dir, channel, layer, q_paths, g_paths, log)
-        dists[channel] = pairwise_distance(embed(emb, fq), embed(emb, fg))
+        dists[channel] = distance_matrix(embed(emb, fq), embed(emb, fg))
         parts[channel] = (layer, emb, fq)
     # Score fusion as in the paper (and metrics.json's "fused"): per-query [0, 1] rescaling.
     distmat = dists[channels[0]] if len(channels) == 1 else fuse_scores([dists[c] for c in channels])
@@ -165,14 +165,14 @@ def write_run_pictures(run_dir: str | Path, split: ReIDSplit, out_dir: str | Pat
         distmat, parts = _stripe_run(model, run_dir, channels, q_paths, g_paths, log)
         name = " + ".join(channels)
     else:
-        from tfreid.evaluation import pairwise_distance
+        from tfreid.evaluation import distance_matrix
         from tfreid.training.cnn import embed_images
 
         config = metrics.get("config", {})
         size = (int(config.get("height", model.input_shape[1])),
                 int(config.get("width", model.input_shape[2])))
         log(f"embedding {len(q_paths)} query and {len(g_paths)} gallery images")
-        distmat = pairwise_distance(embed_images(model, q_paths, size), embed_images(model, g_paths, size))
+        distmat = distance_matrix(embed_images(model, q_paths, size), embed_images(model, g_paths, size))
         parts, name = {}, "/".join(str(config[k]) for k in ("backbone", "loss") if k in config) or "CNN"
     pictures.append(plot_ranked_lists(
         q_paths, g_paths, distmat, q_pids, g_pids, q_cams, g_cams, out_dir / "ranked_lists.png",
