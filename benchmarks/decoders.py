@@ -39,7 +39,7 @@ def main():
     from tfreid import zoo
     from tfreid.data import datasets
     from tfreid.data.records import arrays
-    from tfreid.evaluation import evaluate, pairwise_distance
+    from tfreid.evaluation import distance_matrix, evaluate
     from tfreid.evaluation.protocols import fuse_scores
 
     readers = {
@@ -70,10 +70,10 @@ def main():
             except tf.errors.InvalidArgumentError:
                 print(f"{name:36s} {reader:8s} cannot decode these files", flush=True)
         for reader, ((q_emb, q_raw), (g_emb, g_raw)) in embedded.items():
-            emb = evaluate(pairwise_distance(q_emb, g_emb), q_pids, g_pids, q_cams, g_cams)
+            emb = evaluate(distance_matrix(q_emb, g_emb), q_pids, g_pids, q_cams, g_cams)
             line = f"{name:36s} {reader:8s} embedding R1 {100 * emb.rank(1):5.2f} mAP {100 * emb.mAP:5.2f}"
             if len(q_raw) > 1:
-                fused = evaluate(fuse_scores([pairwise_distance(q_raw[c], g_raw[c]) for c in q_raw]),
+                fused = evaluate(fuse_scores([distance_matrix(q_raw[c], g_raw[c]) for c in q_raw]),
                                  q_pids, g_pids, q_cams, g_cams)
                 line += f"  fused R1 {100 * fused.rank(1):5.2f} mAP {100 * fused.mAP:5.2f}"
             print(line, flush=True)

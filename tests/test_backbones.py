@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfreid.models import backbones, convert_mobilenetv2 as conv
+from tfreid.models import backbones, convert_mobilenetv2 as conv, mobilenetv2, preprocess
 from tfreid.models.torch_state_dict import load_state_dict
 
 # ----------------------------------------------------------------------------- torch fixtures
@@ -244,7 +244,7 @@ def fake_mobilenetv2_state_dict(seed=0, nested=False):
     conv_w("features.0.0", 32, 3, 3)
     bn("features.0.1", 32)
     cin, idx = 32, 1
-    for t, c, n, _ in backbones.MOBILENETV2_BLOCKS:
+    for t, c, n, _ in mobilenetv2.MOBILENETV2_BLOCKS:
         for _ in range(n):
             p, h = f"features.{idx}.conv.", cin * t
             if nested:
@@ -295,7 +295,7 @@ def _np_mobilenetv2(sd, image):
     relu6 = lambda x: np.clip(x, 0, 6)  # noqa: E731
     x = relu6(bn(_np_conv(image, sd["features.0.0.weight"], 2), "features.0.1"))
     cin, idx = 32, 1
-    for t, c, n, s in backbones.MOBILENETV2_BLOCKS:
+    for t, c, n, s in mobilenetv2.MOBILENETV2_BLOCKS:
         for i in range(n):
             stride, p, y = (s if i == 0 else 1), f"features.{idx}.conv.", x
             if t != 1:
@@ -318,7 +318,7 @@ def fake_sd():
 
 @pytest.fixture(scope="module")
 def small_model():
-    return backbones.build_mobilenetv2((40, 24, 3))
+    return mobilenetv2.build_mobilenetv2((40, 24, 3))
 
 
 def test_mobilenetv2_matches_pytorch_reference(fake_sd, small_model):
@@ -346,7 +346,7 @@ def test_layer_names_match_keras_applications_and_eps_is_folded(fake_sd):
                                                input_shape=(96, 96, 3))
     weights = conv.keras_layer_weights(fake_sd, bn_epsilon=1e-3)
     conv.assign_weights(reference, weights)  # raises if a name or a shape differs
-    ours = {layer.name for layer in backbones.build_mobilenetv2((96, 96, 3)).layers
+    ours = {layer.name for layer in mobilenetv2.build_mobilenetv2((96, 96, 3)).layers
             if layer.weights}
     assert ours == {layer.name for layer in reference.layers if layer.weights}
     # Keras BN with eps 1e-3 and folded gamma == PyTorch BN with eps 1e-5.
@@ -409,17 +409,17 @@ def test_convert_writes_weights_h5_used_by_build_backbone(tmp_path, fake_sd, sma
 
 def test_image_preprocess_modes():
     x = np.array([[[[0.0, 127.5, 255.0]]]], np.float32)
-    torch_mode = keras.ops.convert_to_numpy(backbones.ImagePreprocess("torch")(x))
-    expected = (x / 255.0 - np.array(backbones.IMAGENET_MEAN)) / np.array(backbones.IMAGENET_STD)
+    torch_mode = keras.ops.convert_to_numpy(preprocess.ImagePreprocess("torch")(x))
+    expected = (x / 255.0 - np.array(preprocess.IMAGENET_MEAN)) / np.array(preprocess.IMAGENET_STD)
     np.testing.assert_allclose(torch_mode, expected, rtol=1e-5)
-    np.testing.assert_allclose(backbones.ImagePreprocess("tf")(x), [[[[-1.0, 0.0, 1.0]]]])
-    caffe = keras.ops.convert_to_numpy(backbones.ImagePreprocess("caffe")(x))
+    np.testing.assert_allclose(preprocess.ImagePreprocess("tf")(x), [[[[-1.0, 0.0, 1.0]]]])
+    caffe = keras.ops.convert_to_numpy(preprocess.ImagePreprocess("caffe")(x))
     np.testing.assert_allclose(caffe, [[[[255 - 103.939, 127.5 - 116.779, 0 - 123.68]]]],
                                rtol=1e-5)
     np.testing.assert_allclose(caffe, keras.applications.resnet50.preprocess_input(x.copy()),
                                rtol=1e-5)
     with pytest.raises(ValueError, match="mode must be one of"):
-        backbones.ImagePreprocess("bgr")
+        preprocess.ImagePreprocess("bgr")
 
 
 def test_backbone_names():
@@ -462,7 +462,7 @@ def test_real_weights_bn_statistics_on_natural_images():
     from tfreid.data.pipeline import load_image
     files = sorted(os.listdir(folder))[::200][:32]
     images = np.stack([load_image(os.path.join(folder, f), (256, 128)).numpy() for f in files])
-    images = backbones.ImagePreprocess("torch")(images)
+    images = preprocess.ImagePreprocess("torch")(images)
     model = conv.load_imagenet_mobilenetv2(path, input_shape=(256, 128, 3))
     corr = conv.bn_input_mean_correlations(model, images)
     assert len(corr) == 52

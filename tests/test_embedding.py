@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfreid.models import backbones
+from tfreid.models import preprocess
 from tfreid.models.embedding import build_embedding_model
 
 SHAPE = (64, 32, 3)
@@ -29,8 +29,8 @@ def test_mobilenetv2_embedding_is_preprocess_backbone_pool_dense(mobilenet, imag
     out = keras.ops.convert_to_numpy(mobilenet(images))
     assert out.shape == (3, 16) and out.dtype == np.float32
     # Reference: ImageNet mean/std scaling, backbone, mean over space, dense.
-    scaled = (images / 255.0 - np.array(backbones.IMAGENET_MEAN)) / np.array(
-        backbones.IMAGENET_STD)
+    scaled = (images / 255.0 - np.array(preprocess.IMAGENET_MEAN)) / np.array(
+        preprocess.IMAGENET_STD)
     fmap = keras.ops.convert_to_numpy(mobilenet.get_layer("backbone")(scaled.astype(np.float32)))
     assert fmap.shape == (3, 2, 1, 1280)
     kernel, bias = mobilenet.get_layer("embedding").get_weights()

@@ -14,7 +14,7 @@ from tfreid import publish, zoo
 from tfreid.data import datasets
 from tfreid.data.records import arrays
 from tfreid.data.synthetic import generate
-from tfreid.evaluation import evaluate, pairwise_distance
+from tfreid.evaluation import distance_matrix, evaluate
 from tfreid.model_eval import compare_summaries, evaluate_model, query_counts, summarize
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -54,7 +54,7 @@ def test_card_metrics_match_a_reference_evaluation(setup, monkeypatch):
     from PIL import Image
     read = lambda p: np.asarray(Image.open(p).convert("RGB"))  # noqa: E731
     q, g = model.embed([read(p) for p in q_paths]), model.embed([read(p) for p in g_paths])
-    dist = pairwise_distance(q, g)
+    dist = distance_matrix(q, g)
     ref = evaluate(dist, q_pids, g_pids, q_cams, g_cams, max_rank=min(50, len(g_paths)))
     zoo_metrics = card["metrics"]["zoo"]
     assert zoo_metrics["results"]["embedding"]["all_gallery"]["rank1"] == pytest.approx(ref.rank(1), abs=1e-6)

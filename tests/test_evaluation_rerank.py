@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tfreid.evaluation import pairwise_distance
+from tfreid.evaluation import distance_matrix
 from tfreid.evaluation.rerank import k_reciprocal, k_reciprocal_features
 
 
@@ -50,7 +50,7 @@ def clustered(rng, q, g, dim=8, ids=6):
                                            (5, 25, 4, 1, 0.5), (6, 12, 20, 6, 0.0)])
 def test_matches_the_dense_reference(q, g, k1, k2, lam):
     qf, gf = clustered(np.random.default_rng(q * g), q, g)
-    mats = pairwise_distance(qf, gf), pairwise_distance(qf, qf), pairwise_distance(gf, gf)
+    mats = distance_matrix(qf, gf), distance_matrix(qf, qf), distance_matrix(gf, gf)
     want = dense_rerank(*mats, k1, k2, lam)
     got = k_reciprocal(*mats, k1=k1, k2=k2, lambda_value=lam)
     assert got.shape == (q, g) and got.dtype == np.float32
@@ -62,7 +62,7 @@ def test_matches_the_dense_reference(q, g, k1, k2, lam):
 def test_small_blocks_and_memmap_inputs(tmp_path, monkeypatch):
     import tfreid.evaluation.rerank as rerank
     qf, gf = clustered(np.random.default_rng(5), 9, 35)
-    mats = [pairwise_distance(qf, gf), pairwise_distance(qf, qf), pairwise_distance(gf, gf)]
+    mats = [distance_matrix(qf, gf), distance_matrix(qf, qf), distance_matrix(gf, gf)]
     want = dense_rerank(*mats, 6, 3, 0.3)
     monkeypatch.setattr(rerank, "_BLOCK_ELEMENTS", 100)   # 2 rows per block
     monkeypatch.setattr(rerank, "_PAIR_CHUNK", 50)
@@ -81,7 +81,7 @@ def test_reranking_helps_on_clustered_data():
     q_pids, g_pids = np.arange(ids), np.repeat(np.arange(ids), 6)
     qf = centres[q_pids] + 0.9 * rng.normal(size=(ids, dim))
     gf = centres[g_pids] + 0.9 * rng.normal(size=(g_pids.size, dim))
-    base = evaluate(pairwise_distance(qf, gf), q_pids, g_pids, np.zeros(ids), np.ones(g_pids.size))
+    base = evaluate(distance_matrix(qf, gf), q_pids, g_pids, np.zeros(ids), np.ones(g_pids.size))
     rr = evaluate(k_reciprocal_features(qf, gf, k1=6, k2=3), q_pids, g_pids, np.zeros(ids),
                   np.ones(g_pids.size))
     assert rr.mAP > base.mAP

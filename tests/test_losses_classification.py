@@ -1,5 +1,6 @@
 """Classification head and loss; serialization round trips of every tfreid loss."""
 
+import inspect
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -47,35 +48,71 @@ def test_head_shapes_bias_and_config():
     assert clone.num_classes == 7 and clone.use_bias is False
 
 
-LOSS_CASES = [
-    (L.BatchContrastiveLoss, {"margin": 2.0, "squared": False}),
-    (L.TripletLoss, {"margin": 0.3}),
-    (L.BatchHardTripletLoss, {"margin": 0.2, "soft_margin": True, "squared": False}),
-    (L.QuadrupletLoss, {"margin1": 0.8, "margin2": 0.4}),
-    (L.RankTripletLoss, {"margin": 0.6}),
-    (L.RankTripletBaselineLoss, {"margin": 0.6}),
-    (L.ContrastivePairLoss, {"margin": 0.7}),
-    (L.ClassificationLoss, {"label_smoothing": 0.1}),
-]
+def _registered_loss_classes():
+    return {cls for key, cls in keras.saving.get_custom_objects().items()
+            if key.startswith("tfreid>") and isinstance(cls, type) and issubclass(cls, keras.losses.Loss)}
 
 
-@pytest.mark.parametrize("cls,kwargs", LOSS_CASES, ids=[c.__name__ for c, _ in LOSS_CASES])
-def test_serialization_round_trip(cls, kwargs):
-    loss = cls(**kwargs)
+def _changed_options(cls):
+    """Every option of the class away from its default (floats + 0.25, bools flipped)."""
+    options = {}
+    for name, param in inspect.signature(cls).parameters.items():
+        if param.kind is param.KEYWORD_ONLY:  # name, reduction, dtype
+            continue
+        options[name] = (not param.default) if isinstance(param.default, bool) else param.default + 0.25
+    return options
+
+
+def test_every_registered_loss_is_in_the_registry():
+    assert _registered_loss_classes() == set(L.LOSSES.values())
+
+
+@pytest.mark.parametrize("cls", sorted(L.LOSSES.values(), key=lambda c: c.__name__),
+                         ids=lambda c: c.__name__)
+def test_registered_loss_round_trips_and_equals_its_function(cls):
+    options = _changed_options(cls)
+    assert options, f"{cls.__name__} has no option to round-trip"
+    # A per-sample loss unreduced, so that its values compare one by one with the function's.
+    loss = cls(**options, name="renamed", **({"reduction": "none"} if cls.per_sample else {}))
     config = keras.losses.serialize(loss)
     assert config["registered_name"] == f"tfreid>{cls.__name__}"
-    again = keras.losses.get(config)
+    again = keras.losses.deserialize(config)
     assert type(again) is cls
     assert again.get_config() == loss.get_config()
     assert cls.from_config(loss.get_config()).get_config() == loss.get_config()
-    for key, value in kwargs.items():
-        assert getattr(again, key) == value
+    assert again.options() == options and again.name == "renamed"
+
     rng = np.random.default_rng(0)
     labels = np.array([0, 0, 1, 1, 2, 2], np.float32)
-    y_pred = rng.normal(size=(6,) if cls is L.ContrastivePairLoss else (6, 4)).astype(np.float32)
-    if cls is L.ContrastivePairLoss:
-        y_pred, labels = np.abs(y_pred), labels % 2
-    np.testing.assert_allclose(again(labels, y_pred).numpy(), loss(labels, y_pred).numpy(), rtol=1e-6)
+    y_pred = rng.normal(size=(6, 4)).astype(np.float32)  # embeddings, or logits of 4 classes
+    if cls.per_sample:
+        y_pred, labels = np.abs(y_pred[:, 0]), labels % 2  # pair distances, same/different
+    np.testing.assert_allclose(again(labels, y_pred).numpy(), cls.fn(labels, y_pred, **options).numpy(),
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("cls", sorted({c for c in L.LOSSES.values() if not c.per_sample},
+                                       key=lambda c: c.__name__), ids=lambda c: c.__name__)
+def test_batch_level_losses_refuse_reduction_and_sample_weight(cls):
+    labels, y_pred = np.array([0, 0, 1, 1], np.float32), np.eye(4, dtype=np.float32)
+    assert cls(reduction="sum_over_batch_size")(labels, y_pred).shape == ()
+    for reduction in ("sum", "mean", "none", None):
+        with pytest.raises(ValueError, match="batch-level loss.*reduction"):
+            cls(reduction=reduction)
+    with pytest.raises(ValueError, match="batch-level loss.*sample_weight"):
+        cls()(labels, y_pred, sample_weight=np.ones(4, np.float32))
+
+
+def test_per_sample_loss_takes_sample_weight_and_reduction():
+    y = np.array([0, 1, 1], np.float32)
+    d = np.array([0.2, 0.1, 0.7], np.float32)
+    per_pair = L.contrastive_pair_loss(y, d).numpy()
+    weights = np.array([2.0, 0.0, 1.0], np.float32)
+    np.testing.assert_allclose(L.ContrastivePairLoss()(y, d, sample_weight=weights).numpy(),
+                               (per_pair * weights).sum(), rtol=1e-6)
+    np.testing.assert_allclose(L.ContrastivePairLoss(reduction="none")(y, d).numpy(), per_pair, rtol=1e-6)
+    with pytest.raises(TypeError):
+        L.ContrastivePairLoss(0.5, "mean")  # name, reduction and dtype are keyword-only
 
 
 def test_get_by_short_name():

@@ -13,7 +13,7 @@ pytest.importorskip("faiss")
 
 from tfreid import indexing  # noqa: E402
 from tfreid.errors import UserError  # noqa: E402
-from tfreid.evaluation import evaluate, pairwise_distance  # noqa: E402
+from tfreid.evaluation import distance_matrix, evaluate  # noqa: E402
 from tfreid.evaluation.neighbors import evaluate_ranked, positives_per_query  # noqa: E402
 from tfreid.search import GalleryIndex, IndexFileError, IndexMismatchError  # noqa: E402
 
@@ -56,7 +56,7 @@ def test_search_distances_are_the_evaluation_distances(data, metric):
     index = GalleryIndex(32, metric)
     index.add(data["gallery"])
     idx, dist = index.search_embeddings(data["query"], 15)
-    dense = pairwise_distance(data["query"], data["gallery"], metric)
+    dense = distance_matrix(data["query"], data["gallery"], metric)
     order = np.argsort(dense, axis=1, kind="stable")[:, :15]
     np.testing.assert_array_equal(idx, order)
     np.testing.assert_allclose(dist, np.take_along_axis(dense, order, 1), atol=2e-6)
@@ -69,7 +69,7 @@ def test_evaluation_through_the_index_equals_dense_when_k_covers_the_gallery(dat
     index.add(data["gallery"], pids=data["g_pids"], camids=data["g_cams"])
     got = index.evaluate(data["query"], data["q_pids"], data["q_cams"], k=400, max_rank=20, ap=ap,
                          query_block=7)
-    want = evaluate(pairwise_distance(data["query"], data["gallery"], metric), data["q_pids"],
+    want = evaluate(distance_matrix(data["query"], data["gallery"], metric), data["q_pids"],
                     data["g_pids"], data["q_cams"], data["g_cams"], max_rank=20, ap=ap)
     np.testing.assert_allclose(got.cmc, want.cmc, atol=1e-12)
     assert got.mAP == pytest.approx(want.mAP, abs=1e-12)
@@ -81,7 +81,7 @@ def test_evaluation_through_the_index_equals_dense_when_k_covers_the_gallery(dat
 def test_truncated_lists_bound_the_dense_result(data):
     index = GalleryIndex(32)
     index.add(data["gallery"], pids=data["g_pids"], camids=data["g_cams"])
-    dense = evaluate(pairwise_distance(data["query"], data["gallery"]), data["q_pids"],
+    dense = evaluate(distance_matrix(data["query"], data["gallery"]), data["q_pids"],
                      data["g_pids"], data["q_cams"], data["g_cams"], max_rank=5)
     top = index.evaluate(data["query"], data["q_pids"], data["q_cams"], k=30, max_rank=5)
     np.testing.assert_allclose(top.cmc, dense.cmc)  # 30 neighbours cover rank 5 despite junk

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from tfreid.data.records import ReIDSplit, arrays
-from tfreid.evaluation import pairwise_distance
+from tfreid.evaluation import distance_matrix
 from tfreid.evaluation.protocols import fuse_scores
 from tfreid.evaluation.rerank import k_reciprocal_features
 from tfreid.serving import EmbeddingModel
@@ -76,11 +76,11 @@ def evaluate_model(model: EmbeddingModel, split: ReIDSplit, *, ap: str = "market
               "num_gallery": len(g_paths),
               "settings": {"ap": ap, "single_shot_draws": single_shot_draws, "rerank": rerank,
                            "multi_query": multi_query},
-              "embedding": report(pairwise_distance(q_emb, g_emb))}
+              "embedding": report(distance_matrix(q_emb, g_emb))}
     if rerank:
         result["embedding_reranked"] = report(k_reciprocal_features(q_emb, g_emb))
     # Raw (un-normalised) branch embeddings: what the trainers evaluate (metrics.json).
-    dists = {name: pairwise_distance(q_raw[name], g_raw[name]) for name in q_raw}
+    dists = {name: distance_matrix(q_raw[name], g_raw[name]) for name in q_raw}
     result["channels"] = {name: report(d) for name, d in dists.items()}
     if len(dists) > 1:
         result["fused"] = report(fuse_scores(list(dists.values())))

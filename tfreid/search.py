@@ -10,7 +10,7 @@
     hits.paths[0], hits.distances[0]                         # nearest first
 
 Distances. tfreid embeddings are L2-normalised (`tfreid.serving`), and the index returns the
-distances of `tfreid.evaluation.pairwise_distance`:
+distances of `tfreid.evaluation.distance_matrix`:
 
   * metric="euclidean" (default; what `tools/evaluate.py` ranks by): a faiss L2 index, whose
     squared distances are returned as their square root, ||a - b|| in [0, 2];

@@ -260,8 +260,8 @@ class EmbeddingModel:
     @staticmethod
     def distance(a, b) -> np.ndarray:
         """Euclidean distances [n, m] between embeddings a [n, dim] and b [m, dim]."""
-        from tfreid.evaluation import pairwise_distance
-        return pairwise_distance(a, b, "euclidean")
+        from tfreid.evaluation import distance_matrix
+        return distance_matrix(a, b, "euclidean")
 
     def rank(self, query_images, gallery_images, top_k: int = 10):
         """Nearest gallery images of each query.

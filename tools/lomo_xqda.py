@@ -133,7 +133,7 @@ def main(argv):
     data = _load()
     flat = {part: extract.lomo_flat(data[f"{part}_lomo"]).astype(np.float32)
             for part in ("train", "query", "gallery")}
-    results = {"euclidean": _report("euclidean", evaluation.pairwise_distance(
+    results = {"euclidean": _report("euclidean", evaluation.distance_matrix(
         flat["query"], flat["gallery"], metric="euclidean"), data)}
     start = time.perf_counter()
     model = XQDA(regularizer=FLAGS.regularizer, dims=FLAGS.dims, solver=FLAGS.xqda_solver).fit(

@@ -10,10 +10,10 @@ market1501     `market.market1501`              -
 dukemtmc       `market.dukemtmc`                -
 cuhk03         `cuhk03.cuhk03`                  images, split_index, cache_dir
 cuhk03_pair1   `cuhk03.cuhk03_pair1`            num_val_ids, seed, evaluate_on
-cuhk01         `smallsets.cuhk01`               num_train_ids, split_index, num_splits, seed,
+cuhk01         `two_camera.cuhk01`              num_train_ids, split_index, num_splits, seed,
                                                 direction
-viper          `smallsets.viper`                same as cuhk01
-folder         `market.folder_dataset`          pattern, train_dir, query_dir, gallery_dir,
+viper          `two_camera.viper`               same as cuhk01
+folder         `folder.folder_dataset`          pattern, train_dir, query_dir, gallery_dir,
                                                 camid_base, name
 synthetic      `synthetic.load`                 generate's arguments (generates if needed)
 =============  ===============================  ============================================
@@ -38,9 +38,9 @@ _BUILTIN = {
     "dukemtmc": ("market", "dukemtmc"),
     "cuhk03": ("cuhk03", "cuhk03"),
     "cuhk03_pair1": ("cuhk03", "cuhk03_pair1"),
-    "cuhk01": ("smallsets", "cuhk01"),
-    "viper": ("smallsets", "viper"),
-    "folder": ("market", "folder_dataset"),
+    "cuhk01": ("two_camera", "cuhk01"),
+    "viper": ("two_camera", "viper"),
+    "folder": ("folder", "folder_dataset"),
     "synthetic": ("synthetic", "load"),
 }
 _CUSTOM: dict[str, Callable[..., ReIDSplit]] = {}

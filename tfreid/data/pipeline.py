@@ -1,7 +1,7 @@
 """tf.data input pipelines: decode/resize/augment, and the P×K identity sampler.
 
 Images leave every pipeline as float32 RGB in 0..255, [H, W, 3]; the models scale them
-themselves (see `tfreid.models.backbones.ImagePreprocess`).
+themselves (see `tfreid.models.preprocess.ImagePreprocess`).
 
 P×K batches (Hermans et al. 2017, "In Defense of the Triplet Loss"): P identities × K images
 each. Within an epoch identities are drawn without replacement; an identity with fewer than K

@@ -3,11 +3,11 @@
 Pure numpy/scipy; importing this package does not import TensorFlow.
 """
 
-from tfreid.evaluation.distance import iter_distance_blocks, pairwise_distance, topk
+from tfreid.evaluation.distance import distance_matrix, iter_distance_blocks, topk
 from tfreid.evaluation.metrics import AP_CONVENTIONS, EvalResult, evaluate
 
-__all__ = ["AP_CONVENTIONS", "EvalResult", "evaluate", "iter_distance_blocks",
-           "pairwise_distance", "topk", "protocols", "rerank"]
+__all__ = ["AP_CONVENTIONS", "EvalResult", "distance_matrix", "evaluate", "iter_distance_blocks",
+           "topk", "protocols", "rerank"]
 
 
 def __getattr__(name):

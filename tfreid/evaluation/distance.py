@@ -7,7 +7,7 @@ Three metrics, all returned as float32 and never negative:
 - ``"cosine"``: ``1 - cos(a, b)`` in [0, 2]; a zero vector is treated as having norm 1e-12,
   so its distance to everything is 1.
 
-`pairwise_distance` fills an [m, n] matrix (optionally a caller-provided array such as an
+`distance_matrix` fills an [m, n] matrix (optionally a caller-provided array such as an
 ``np.memmap``) one ``chunk_size x chunk_size`` block at a time, so no temporary is larger than
 one block. `topk` never materialises the [m, n] matrix at all: it streams gallery blocks and keeps
 only the best k per query, which is what retrieval over a gallery of millions needs.
@@ -83,9 +83,9 @@ def _block(a: np.ndarray, a_sq, b: np.ndarray, b_sq, metric: str) -> np.ndarray:
     return d
 
 
-def pairwise_distance(a, b, metric: str = "euclidean", chunk_size: int = 2048,
-                      out: np.ndarray | None = None) -> np.ndarray:
-    """Distances between every row of `a` and every row of `b`.
+def distance_matrix(a, b, metric: str = "euclidean", chunk_size: int = 2048,
+                    out: np.ndarray | None = None) -> np.ndarray:
+    """Distances between every row of `a` and every row of `b` (numpy; e.g. query x gallery).
 
     Args:
       a: [m, d] features (numpy or eager tf.Tensor).

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from tfreid.evaluation.distance import METRICS, pairwise_distance, to_numpy
+from tfreid.evaluation.distance import METRICS, distance_matrix, to_numpy
 
 _BLOCK_ELEMENTS = 1 << 23   # distance entries per row block (32 MB of float32)
 _PAIR_CHUNK = 1 << 22       # (query non-zero, gallery row) pairs per Jaccard step
@@ -68,7 +68,7 @@ class _FeatureSource:
         self.feats, self.q, self.n, self.metric = feats, q, feats.shape[0], metric
 
     def rows(self, a: int, b: int) -> np.ndarray:
-        return pairwise_distance(self.feats[a:b], self.feats, self.metric)
+        return distance_matrix(self.feats[a:b], self.feats, self.metric)
 
     def pairs(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         out = np.empty(i.shape[0], dtype=np.float32)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from tfreid.data.records import ReIDSplit, arrays, train_val_test_parts
-from tfreid.evaluation import pairwise_distance
+from tfreid.evaluation import distance_matrix
 from tfreid.evaluation.rerank import k_reciprocal_features
 from tfreid.model_eval import embed_test_images
 from tfreid.serving import EmbeddingModel, load_keras_model
@@ -50,7 +50,7 @@ def run_cnn_experiment(split: ReIDSplit, config: CNNTrainConfig, out_dir: str | 
     (q_emb,), (g_emb,) = q_raw.values(), g_raw.values()
     metrics = {
         "dataset": split.name,
-        "test": test_report(pairwise_distance(q_emb, g_emb), q_pids, g_pids, q_cams, g_cams),
+        "test": test_report(distance_matrix(q_emb, g_emb), q_pids, g_pids, q_cams, g_cams),
         "test_reranked": test_report(k_reciprocal_features(q_emb, g_emb), q_pids, g_pids, q_cams, g_cams),
         "epochs": len(history),
         "train_seconds_this_run": round(seconds, 1),

@@ -80,14 +80,14 @@ def _stripe_parts(model, run_dir: Path, channels: Sequence[str]) -> dict:
 def _test_distances(model, channels: Sequence[str] | None, q_paths, g_paths, log) -> np.ndarray:
     """Test distances [q, g] of a run's model, from the serving embeddings' raw branches (the
     path of tools/evaluate.py); several stripe channels are score-fused as in metrics.json."""
-    from tfreid.evaluation import pairwise_distance
+    from tfreid.evaluation import distance_matrix
     from tfreid.evaluation.protocols import fuse_scores
     from tfreid.model_eval import embed_test_images
     from tfreid.serving import EmbeddingModel
 
     log(f"embedding {len(q_paths)} query and {len(g_paths)} gallery images")
     (_, q_raw), (_, g_raw) = embed_test_images(EmbeddingModel(model), q_paths, g_paths)
-    dists = [pairwise_distance(q_raw[b], g_raw[b]) for b in (channels or list(q_raw))]
+    dists = [distance_matrix(q_raw[b], g_raw[b]) for b in (channels or list(q_raw))]
     return dists[0] if len(dists) == 1 else fuse_scores(dists)
 
 

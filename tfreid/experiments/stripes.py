@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfreid.data.records import ReIDSplit, arrays, train_val_test_parts
-from tfreid.evaluation import pairwise_distance
+from tfreid.evaluation import distance_matrix
 from tfreid.evaluation.protocols import fuse_scores
 from tfreid.features import ColorNamesLayer, LomoLayer, load_w2c
 from tfreid.features.colornames import ColorNamesConfig
@@ -223,7 +223,7 @@ def run_stripe_experiment(split: ReIDSplit, config: StripeTrainConfig, out_dir: 
         flat_q = feats["query"].reshape(len(feats["query"]), -1)
         flat_g = feats["gallery"].reshape(len(feats["gallery"]), -1)
         metrics["input_features"][channel] = test_report(
-            pairwise_distance(flat_q, flat_g), q_pids, g_pids, q_cams, g_cams)
+            distance_matrix(flat_q, flat_g), q_pids, g_pids, q_cams, g_cams)
         log(f"{channel} (input features, Euclidean):\n{format_report(metrics['input_features'][channel])}")
     deploy = build_deploy_model(layers, models)
     deploy.save(run.model)
@@ -231,7 +231,7 @@ def run_stripe_experiment(split: ReIDSplit, config: StripeTrainConfig, out_dir: 
     (_, q_raw), (_, g_raw) = embed_test_images(EmbeddingModel(load_keras_model(run.model)),
                                                arrays(parts["query"])[0], arrays(parts["gallery"])[0])
     for channel in channels:
-        test_dists[channel] = pairwise_distance(q_raw[channel], g_raw[channel])
+        test_dists[channel] = distance_matrix(q_raw[channel], g_raw[channel])
         metrics["channels"][channel] = {
             **test_report(test_dists[channel], q_pids, g_pids, q_cams, g_cams),
             **metrics["channels"][channel]}

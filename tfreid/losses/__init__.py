@@ -1,9 +1,11 @@
 """Metric-learning losses for re-identification.
 
 Each batch loss is a pure function `f(labels [B], embeddings [B, d]) -> scalar` plus a thin
-`keras.losses.Loss` subclass registered under the "tfreid" package, so that models compile,
-save and reload (y_true = labels, y_pred = embeddings). Exceptions: the per-pair siamese loss
-`contrastive_pair_loss(y_true, distances)` and `classification_loss(labels, logits)`.
+Keras class registered under the "tfreid" package (a `LossFunctionWrapper` of the function),
+so that models compile, save and reload (y_true = labels, y_pred = embeddings). Exceptions: the
+per-pair siamese loss `contrastive_pair_loss(y_true, distances) -> [B]` and
+`classification_loss(labels, logits)`. A batch-level loss class refuses `sample_weight` and any
+reduction but the default (see `tfreid.losses.wrapper`); the per-pair one takes both.
 Distances are squared Euclidean by default (the ||.||^2 of Chen, Duffner et al. 2021).
 
 `get(name, **kwargs)` builds a loss from a short name, e.g. for a `--loss` flag.
@@ -17,7 +19,7 @@ from tfreid.losses.contrastive import (
     batch_contrastive_loss,
     contrastive_pair_loss,
 )
-from tfreid.losses.distances import pairwise_distance, pairwise_squared_distance
+from tfreid.losses.distances import batch_distances, batch_squared_distances
 from tfreid.losses.quadruplet import QuadrupletLoss, quadruplet_loss, quadruplet_term
 from tfreid.losses.rank_triplet import (
     RankTripletBaselineLoss,
@@ -28,6 +30,7 @@ from tfreid.losses.rank_triplet import (
     swap_gain_matrix,
 )
 from tfreid.losses.triplet import TripletLoss, triplet_loss
+from tfreid.losses.wrapper import LossFunctionWrapper
 
 LOSSES = {
     "contrastive": BatchContrastiveLoss,
@@ -57,19 +60,20 @@ __all__ = [
     "ClassificationHead",
     "ClassificationLoss",
     "ContrastivePairLoss",
+    "LossFunctionWrapper",
     "QuadrupletLoss",
     "RankTripletBaselineLoss",
     "RankTripletLoss",
     "TripletLoss",
     "average_precision_eq6",
     "batch_contrastive_loss",
+    "batch_distances",
     "batch_hard_triplet_loss",
     "batch_ranking_stats",
+    "batch_squared_distances",
     "classification_loss",
     "contrastive_pair_loss",
     "get",
-    "pairwise_distance",
-    "pairwise_squared_distance",
     "quadruplet_loss",
     "quadruplet_term",
     "rank_triplet_loss",

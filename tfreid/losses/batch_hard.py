@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from tfreid.losses import distances as _dist
+from tfreid.losses.wrapper import LossFunctionWrapper
 
 
 def batch_hard_triplet_loss(labels, embeddings, margin: float = 1.0, soft_margin: bool = False,
@@ -33,7 +34,7 @@ def batch_hard_triplet_loss(labels, embeddings, margin: float = 1.0, soft_margin
       Scalar loss; 0 when no anchor has both a positive and a negative.
     """
     labels, embeddings = _dist.prepare(labels, embeddings, "batch_hard_triplet_loss")
-    d = _dist.pairwise_distance(embeddings, squared=squared)
+    d = _dist.batch_distances(embeddings, squared=squared)
     pos, neg = _dist.identity_masks(labels)
     big = tf.reduce_max(d) + 1.0
     # Distances are >= 0, so 0 is a neutral fill for max and `big` for min.
@@ -46,19 +47,7 @@ def batch_hard_triplet_loss(labels, embeddings, margin: float = 1.0, soft_margin
 
 
 @keras.saving.register_keras_serializable(package="tfreid")
-class BatchHardTripletLoss(keras.losses.Loss):
+class BatchHardTripletLoss(LossFunctionWrapper):
     """Keras wrapper of `batch_hard_triplet_loss` (y_true = labels [B], y_pred = embeddings [B, d])."""
 
-    def __init__(self, margin: float = 1.0, soft_margin: bool = False, squared: bool = True,
-                 name="batch_hard_triplet_loss", reduction="sum_over_batch_size", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.margin = float(margin)
-        self.soft_margin = bool(soft_margin)
-        self.squared = bool(squared)
-
-    def call(self, y_true, y_pred):
-        return batch_hard_triplet_loss(y_true, y_pred, self.margin, self.soft_margin, self.squared)
-
-    def get_config(self):
-        return {**super().get_config(), "margin": self.margin, "soft_margin": self.soft_margin,
-                "squared": self.squared}
+    fn = staticmethod(batch_hard_triplet_loss)

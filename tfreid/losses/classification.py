@@ -9,6 +9,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tfreid.losses.wrapper import LossFunctionWrapper
+
 
 @keras.saving.register_keras_serializable(package="tfreid")
 class ClassificationHead(keras.layers.Layer):
@@ -83,16 +85,7 @@ def classification_loss(labels, logits, label_smoothing: float = 0.0) -> tf.Tens
 
 
 @keras.saving.register_keras_serializable(package="tfreid")
-class ClassificationLoss(keras.losses.Loss):
+class ClassificationLoss(LossFunctionWrapper):
     """Keras wrapper of `classification_loss` (y_true = labels [B], y_pred = logits [B, C])."""
 
-    def __init__(self, label_smoothing: float = 0.0, name="classification_loss",
-                 reduction="sum_over_batch_size", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.label_smoothing = float(label_smoothing)
-
-    def call(self, y_true, y_pred):
-        return classification_loss(y_true, y_pred, self.label_smoothing)
-
-    def get_config(self):
-        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+    fn = staticmethod(classification_loss)

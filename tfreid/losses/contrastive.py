@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 
 from tfreid.losses import distances as _dist
+from tfreid.losses.wrapper import LossFunctionWrapper
 
 
 def contrastive_pair_loss(y_true, distances, margin: float = 0.5) -> tf.Tensor:
@@ -44,21 +45,16 @@ def contrastive_pair_loss(y_true, distances, margin: float = 0.5) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="tfreid")
-class ContrastivePairLoss(keras.losses.Loss):
-    """Keras wrapper of `contrastive_pair_loss`; y_pred is the pair distance [batch] or [batch, 1].
-
-    The reduction defaults to "sum": the siamese LSTM paper sums the loss over the pairs.
+class ContrastivePairLoss(LossFunctionWrapper):
+    """Keras wrapper of `contrastive_pair_loss` (y_true = 0 same / 1 different [B] or [B, 1],
+    y_pred = pair distances [B] or [B, 1]): a per-sample loss, so `sample_weight` [B] weights
+    the pairs. The reduction defaults to "sum": the siamese LSTM paper sums the loss over the
+    pairs.
     """
 
-    def __init__(self, margin: float = 0.5, reduction="sum", name="contrastive_pair_loss", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.margin = float(margin)
-
-    def call(self, y_true, y_pred):
-        return contrastive_pair_loss(y_true, y_pred, self.margin)
-
-    def get_config(self):
-        return {**super().get_config(), "margin": self.margin}
+    fn = staticmethod(contrastive_pair_loss)
+    per_sample = True
+    default_reduction = "sum"
 
 
 def batch_contrastive_loss(labels, embeddings, margin: float = 1.0, squared: bool = True) -> tf.Tensor:
@@ -80,7 +76,7 @@ def batch_contrastive_loss(labels, embeddings, margin: float = 1.0, squared: boo
       Scalar loss; 0 for B < 2.
     """
     labels, embeddings = _dist.prepare(labels, embeddings, "batch_contrastive_loss")
-    d = _dist.pairwise_distance(embeddings, squared=squared)
+    d = _dist.batch_distances(embeddings, squared=squared)
     pos, neg = _dist.identity_masks(labels)
     if squared:
         per_pair = tf.where(pos, d, tf.maximum(margin - d, 0.0))
@@ -93,17 +89,7 @@ def batch_contrastive_loss(labels, embeddings, margin: float = 1.0, squared: boo
 
 
 @keras.saving.register_keras_serializable(package="tfreid")
-class BatchContrastiveLoss(keras.losses.Loss):
+class BatchContrastiveLoss(LossFunctionWrapper):
     """Keras wrapper of `batch_contrastive_loss` (y_true = labels [B], y_pred = embeddings [B, d])."""
 
-    def __init__(self, margin: float = 1.0, squared: bool = True, name="batch_contrastive_loss",
-                 reduction="sum_over_batch_size", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.margin = float(margin)
-        self.squared = bool(squared)
-
-    def call(self, y_true, y_pred):
-        return batch_contrastive_loss(y_true, y_pred, self.margin, self.squared)
-
-    def get_config(self):
-        return {**super().get_config(), "margin": self.margin, "squared": self.squared}
+    fn = staticmethod(batch_contrastive_loss)

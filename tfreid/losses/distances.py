@@ -44,8 +44,8 @@ def prepare(labels, embeddings, name: str = "loss"):
     return labels, embeddings
 
 
-def pairwise_squared_distance(embeddings: tf.Tensor) -> tf.Tensor:
-    """Squared Euclidean distances between all rows.
+def batch_squared_distances(embeddings: tf.Tensor) -> tf.Tensor:
+    """Squared Euclidean distances between all rows of a training batch.
 
     Args:
       embeddings: float tensor [B, d].
@@ -65,9 +65,13 @@ def safe_sqrt(d2: tf.Tensor) -> tf.Tensor:
     return tf.where(positive, tf.sqrt(tf.where(positive, d2, tf.ones_like(d2))), tf.zeros_like(d2))
 
 
-def pairwise_distance(embeddings: tf.Tensor, squared: bool = True) -> tf.Tensor:
-    """Squared (default) or plain Euclidean distance matrix [B, B] of embeddings [B, d]."""
-    d2 = pairwise_squared_distance(embeddings)
+def batch_distances(embeddings: tf.Tensor, squared: bool = True) -> tf.Tensor:
+    """Squared (default) or plain Euclidean distances [B, B] within a training batch [B, d].
+
+    Differentiable TensorFlow; the numpy distances of evaluation (query x gallery, chunked) are
+    `tfreid.evaluation.distance_matrix`.
+    """
+    d2 = batch_squared_distances(embeddings)
     return d2 if squared else safe_sqrt(d2)
 
 

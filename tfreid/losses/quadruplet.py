@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from tfreid.losses import distances as _dist
 from tfreid.losses.triplet import triplet_from_distances
+from tfreid.losses.wrapper import LossFunctionWrapper
 
 
 def quadruplet_term(labels, embeddings, margin: float = 0.5, squared: bool = True) -> tf.Tensor:
@@ -24,7 +25,7 @@ def quadruplet_term(labels, embeddings, margin: float = 0.5, squared: bool = Tru
       Scalar; 0 when there is no valid quadruplet (fewer than three identities or no positive pair).
     """
     labels, embeddings = _dist.prepare(labels, embeddings, "quadruplet_loss")
-    d = _dist.pairwise_distance(embeddings, squared=squared)
+    d = _dist.batch_distances(embeddings, squared=squared)
     pos, neg = _dist.identity_masks(labels)
     return _quadruplet_from_distances(labels, d, pos, neg, margin)
 
@@ -68,26 +69,14 @@ def quadruplet_loss(labels, embeddings, margin1: float = 1.0, margin2: float = 0
       Scalar loss; each term is 0 when it has no valid tuple.
     """
     labels, embeddings = _dist.prepare(labels, embeddings, "quadruplet_loss")
-    d = _dist.pairwise_distance(embeddings, squared=squared)
+    d = _dist.batch_distances(embeddings, squared=squared)
     pos, neg = _dist.identity_masks(labels)
     return (triplet_from_distances(d, pos, neg, margin1)
             + _quadruplet_from_distances(labels, d, pos, neg, margin2))
 
 
 @keras.saving.register_keras_serializable(package="tfreid")
-class QuadrupletLoss(keras.losses.Loss):
+class QuadrupletLoss(LossFunctionWrapper):
     """Keras wrapper of `quadruplet_loss` (y_true = labels [B], y_pred = embeddings [B, d])."""
 
-    def __init__(self, margin1: float = 1.0, margin2: float = 0.5, squared: bool = True,
-                 name="quadruplet_loss", reduction="sum_over_batch_size", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.margin1 = float(margin1)
-        self.margin2 = float(margin2)
-        self.squared = bool(squared)
-
-    def call(self, y_true, y_pred):
-        return quadruplet_loss(y_true, y_pred, self.margin1, self.margin2, self.squared)
-
-    def get_config(self):
-        return {**super().get_config(), "margin1": self.margin1, "margin2": self.margin2,
-                "squared": self.squared}
+    fn = staticmethod(quadruplet_loss)

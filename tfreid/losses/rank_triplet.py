@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfreid.losses import distances as _dist
+from tfreid.losses.wrapper import LossFunctionWrapper
 
 
 def rank_batch(labels: tf.Tensor, d: tf.Tensor, margin: float):
@@ -180,7 +181,7 @@ def rank_triplet_loss(labels, embeddings, margin: float = 1.0, weighted: bool = 
       Scalar loss; 0 for batches without positives or without negatives.
     """
     labels, embeddings = _dist.prepare(labels, embeddings, "rank_triplet_loss")
-    d = _dist.pairwise_distance(embeddings, squared=squared)
+    d = _dist.batch_distances(embeddings, squared=squared)
     order, pos_r, neg_r = rank_batch(labels, d, margin)
     coef, total, k = tf.nest.map_structure(tf.stop_gradient, _pair_coefficients(pos_r, neg_r, weighted))
     d_r = tf.gather(d, order, batch_dims=1)  # distances in rank order; the gradient flows back
@@ -205,7 +206,7 @@ def batch_ranking_stats(labels, embeddings, margin: float = 0.0, squared: bool =
       "num_queries" (queries with a positive).
     """
     labels, embeddings = _dist.prepare(labels, embeddings, "batch_ranking_stats")
-    d = tf.stop_gradient(_dist.pairwise_distance(embeddings, squared=squared))
+    d = tf.stop_gradient(_dist.batch_distances(embeddings, squared=squared))
     _, pos_r, neg_r = rank_batch(labels, d, margin)
     valid = tf.cast(tf.reduce_any(pos_r > 0, axis=1), d.dtype)
     n = tf.reduce_sum(valid)
@@ -219,29 +220,15 @@ def batch_ranking_stats(labels, embeddings, margin: float = 0.0, squared: bool =
 
 
 @keras.saving.register_keras_serializable(package="tfreid")
-class RankTripletLoss(keras.losses.Loss):
+class RankTripletLoss(LossFunctionWrapper):
     """Keras wrapper of `rank_triplet_loss` (y_true = labels [B], y_pred = embeddings [B, d])."""
 
-    def __init__(self, margin: float = 1.0, weighted: bool = True, squared: bool = True,
-                 name="rank_triplet_loss", reduction="sum_over_batch_size", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.margin = float(margin)
-        self.weighted = bool(weighted)
-        self.squared = bool(squared)
-
-    def call(self, y_true, y_pred):
-        return rank_triplet_loss(y_true, y_pred, self.margin, self.weighted, self.squared)
-
-    def get_config(self):
-        return {**super().get_config(), "margin": self.margin, "weighted": self.weighted,
-                "squared": self.squared}
+    fn = staticmethod(rank_triplet_loss)
 
 
 @keras.saving.register_keras_serializable(package="tfreid")
 class RankTripletBaselineLoss(RankTripletLoss):
     """The paper's baseline: the Rank-Triplet mis-ranked triplets, each with weight 1."""
 
-    def __init__(self, margin: float = 1.0, weighted: bool = False, squared: bool = True,
-                 name="rank_triplet_baseline_loss", reduction="sum_over_batch_size", dtype=None):
-        super().__init__(margin=margin, weighted=weighted, squared=squared, name=name,
-                         reduction=reduction, dtype=dtype)
+    default_name = "rank_triplet_baseline_loss"
+    option_defaults = {"weighted": False}

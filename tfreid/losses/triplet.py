@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from tfreid.losses import distances as _dist
+from tfreid.losses.wrapper import LossFunctionWrapper
 
 
 def triplet_loss(labels, embeddings, margin: float = 1.0, squared: bool = True) -> tf.Tensor:
@@ -26,7 +27,7 @@ def triplet_loss(labels, embeddings, margin: float = 1.0, squared: bool = True) 
       Scalar loss; 0 when the batch has no valid triplet.
     """
     labels, embeddings = _dist.prepare(labels, embeddings, "triplet_loss")
-    d = _dist.pairwise_distance(embeddings, squared=squared)
+    d = _dist.batch_distances(embeddings, squared=squared)
     pos, neg = _dist.identity_masks(labels)
     return triplet_from_distances(d, pos, neg, margin)
 
@@ -39,17 +40,7 @@ def triplet_from_distances(d: tf.Tensor, pos: tf.Tensor, neg: tf.Tensor, margin:
 
 
 @keras.saving.register_keras_serializable(package="tfreid")
-class TripletLoss(keras.losses.Loss):
+class TripletLoss(LossFunctionWrapper):
     """Keras wrapper of `triplet_loss` (y_true = labels [B], y_pred = embeddings [B, d])."""
 
-    def __init__(self, margin: float = 1.0, squared: bool = True, name="triplet_loss",
-                 reduction="sum_over_batch_size", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.margin = float(margin)
-        self.squared = bool(squared)
-
-    def call(self, y_true, y_pred):
-        return triplet_loss(y_true, y_pred, self.margin, self.squared)
-
-    def get_config(self):
-        return {**super().get_config(), "margin": self.margin, "squared": self.squared}
+    fn = staticmethod(triplet_loss)

@@ -5,11 +5,12 @@ Importing this package registers tfreid's custom layers with Keras, so saved `.k
 that use them load with `keras.saving.load_model` afterwards.
 """
 
-from tfreid.models.backbones import (BACKBONES, ImagePreprocess, backbone_spec, build_backbone,
-                                     build_mobilenetv2)
+from tfreid.models.backbones import BACKBONES, backbone_spec, build_backbone
 from tfreid.models.convert_mobilenetv2 import load_imagenet_mobilenetv2
 from tfreid.models.embedding import build_embedding_model
 from tfreid.models.mlp_baseline import build_stripe_mlp
+from tfreid.models.mobilenetv2 import build_mobilenetv2
+from tfreid.models.preprocess import ImagePreprocess
 from tfreid.models.siamese_lstm import (PairDistance, build_siamese, build_stripe_lstm, embedding_of,
                                         gate_activations, gate_norms, siamese_optimizer)
 from tfreid.models.torch_state_dict import load_state_dict

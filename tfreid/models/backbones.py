@@ -1,13 +1,9 @@
-"""CNN backbones by name, with their input preprocessing as a serialisable layer.
+"""CNN backbones by name, and which input preprocessing each one's weights expect.
 
-Every backbone built here takes float32 RGB images in 0..255 ([batch, H, W, 3]); the scaling a
-backbone's weights expect is the first layer of the model (`ImagePreprocess`), so a caller
-never has to know it.
-
-`build_mobilenetv2` builds MobileNetV2 (Sandler et al. 2018) in Keras with the layer names of
-`keras.applications.MobileNetV2`, but pads its stride-2 convolutions symmetrically (one pixel on
-each side) as PyTorch does, so that PyTorch-trained weights (see `convert_mobilenetv2`) give the
-same features as in PyTorch. Keras pads (0, 1) instead, which shifts stride-2 outputs by a pixel.
+`build_backbone` returns a feature extractor on normalised images and the `ImagePreprocess`
+mode (`tfreid.models.preprocess`) that maps 0..255 RGB images to them. MobileNetV2 is built by
+`tfreid.models.mobilenetv2` (PyTorch's padding) so that the offline PyTorch ImageNet weights
+(`convert_mobilenetv2`) load into it.
 """
 
 from __future__ import annotations
@@ -16,52 +12,9 @@ import dataclasses
 import os
 
 import keras
-import numpy as np
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)   # RGB, images in [0, 1]
-IMAGENET_STD = (0.229, 0.224, 0.225)
-_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-
-# (expansion t, output channels c, repeats n, first stride s): Sandler et al. 2018, Table 2.
-MOBILENETV2_BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
-                      (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
-
-
-@keras.saving.register_keras_serializable(package="tfreid")
-class ImagePreprocess(keras.layers.Layer):
-    """Maps 0..255 RGB images to what a backbone's weights expect.
-
-    Modes (those of `keras.applications.imagenet_utils.preprocess_input`, plus "none"):
-      "torch": x / 255, then (x - ImageNet mean) / ImageNet std per RGB channel;
-      "tf": x / 127.5 - 1;
-      "caffe": RGB -> BGR, then minus the ImageNet BGR mean in 0..255;
-      "none": identity (backbones that rescale inside, e.g. EfficientNet).
-
-    Input [batch, H, W, 3] float in 0..255; output same shape, float32.
-    """
-
-    MODES = ("torch", "tf", "caffe", "none")
-
-    def __init__(self, mode: str = "torch", **kwargs):
-        super().__init__(**kwargs)
-        if mode not in self.MODES:
-            raise ValueError(f"ImagePreprocess mode must be one of {self.MODES}, got {mode!r}")
-        self.mode = mode
-
-    def call(self, images):
-        x = keras.ops.cast(images, "float32")
-        if self.mode == "torch":
-            mean = np.asarray(IMAGENET_MEAN, np.float32) * 255.0
-            std = np.asarray(IMAGENET_STD, np.float32) * 255.0
-            return (x - mean) / std
-        if self.mode == "tf":
-            return x / 127.5 - 1.0
-        if self.mode == "caffe":
-            return x[..., ::-1] - np.asarray(_CAFFE_MEAN_BGR, np.float32)
-        return x
-
-    def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
+from tfreid.models.convert_mobilenetv2 import load_imagenet_mobilenetv2
+from tfreid.models.mobilenetv2 import build_mobilenetv2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,61 +58,6 @@ def backbone_spec(name: str) -> BackboneSpec:
     return BACKBONES[key]
 
 
-def _conv_bn(x, filters, kernel, stride, name, bn_name, epsilon, depthwise=False):
-    if stride == 2:  # PyTorch's symmetric padding of 1, then a 'valid' convolution.
-        x = keras.layers.ZeroPadding2D(padding=kernel // 2, name=f"{name}_pad")(x)
-    padding = "valid" if stride == 2 else "same"
-    if depthwise:
-        x = keras.layers.DepthwiseConv2D(kernel, strides=stride, padding=padding, use_bias=False,
-                                         name=name)(x)
-    else:
-        x = keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False,
-                                name=name)(x)
-    return keras.layers.BatchNormalization(epsilon=epsilon, momentum=0.999, name=bn_name)(x)
-
-
-def build_mobilenetv2(input_shape=(224, 224, 3), *, bn_epsilon: float = 1e-5,
-                      name: str = "mobilenetv2") -> keras.Model:
-    """MobileNetV2 1.0 feature extractor with PyTorch's symmetric stride-2 padding.
-
-    Layer names are those of `keras.applications.MobileNetV2(alpha=1.0, include_top=False)`
-    (Conv1, bn_Conv1, expanded_conv_depthwise, block_1_expand, ..., Conv_1, Conv_1_bn), and so
-    are the weight shapes; only the padding layers differ ("Conv1_pad", "block_N_depthwise_pad").
-
-    Args:
-      input_shape: (H, W, 3); any H, W >= 32.
-      bn_epsilon: BatchNorm epsilon; 1e-5 is PyTorch's (so converted weights need no folding).
-      name: model name.
-
-    Returns:
-      keras.Model: normalised images [batch, H, W, 3] (no preprocessing inside) ->
-      features [batch, ceil(H/32), ceil(W/32), 1280].
-    """
-    inputs = keras.Input(shape=input_shape, name="images")
-    x = _conv_bn(inputs, 32, 3, 2, "Conv1", "bn_Conv1", bn_epsilon)
-    x = keras.layers.ReLU(6.0, name="Conv1_relu")(x)
-    in_channels, block = 32, 0
-    for t, c, n, s in MOBILENETV2_BLOCKS:
-        for i in range(n):
-            stride = s if i == 0 else 1
-            prefix = f"block_{block}_" if block else "expanded_conv_"
-            y = x
-            if t != 1:
-                y = _conv_bn(y, in_channels * t, 1, 1, f"{prefix}expand", f"{prefix}expand_BN",
-                             bn_epsilon)
-                y = keras.layers.ReLU(6.0, name=f"{prefix}expand_relu")(y)
-            y = _conv_bn(y, None, 3, stride, f"{prefix}depthwise", f"{prefix}depthwise_BN",
-                         bn_epsilon, depthwise=True)
-            y = keras.layers.ReLU(6.0, name=f"{prefix}depthwise_relu")(y)
-            y = _conv_bn(y, c, 1, 1, f"{prefix}project", f"{prefix}project_BN", bn_epsilon)
-            if stride == 1 and in_channels == c:
-                y = keras.layers.Add(name=f"{prefix}add")([x, y])
-            x, in_channels, block = y, c, block + 1
-    x = _conv_bn(x, 1280, 1, 1, "Conv_1", "Conv_1_bn", bn_epsilon)
-    x = keras.layers.ReLU(6.0, name="out_relu")(x)
-    return keras.Model(inputs, x, name=name)
-
-
 def build_backbone(name: str = "mobilenetv2", input_shape=(256, 128, 3), weights=None,
                    ) -> tuple[keras.Model, str]:
     """Builds a backbone feature extractor and tells which preprocessing its weights expect.
@@ -189,14 +87,13 @@ def build_backbone(name: str = "mobilenetv2", input_shape=(256, 128, 3), weights
         return model, spec.preprocess
     if is_mnv2:
         # Own build (symmetric padding, ImageNet mean/std inputs) for random and offline weights.
-        from tfreid.models import convert_mobilenetv2  # local: keeps import cycles out
         if weights is None:
             return build_mobilenetv2(input_shape), "torch"
         if weights == "offline":
-            return convert_mobilenetv2.load_imagenet_mobilenetv2(input_shape=input_shape), "torch"
+            return load_imagenet_mobilenetv2(input_shape=input_shape), "torch"
         path = str(weights)
         if path.endswith(".pt") or path.endswith(".pth"):
-            return convert_mobilenetv2.load_imagenet_mobilenetv2(
+            return load_imagenet_mobilenetv2(
                 path, input_shape=input_shape, expected_sha256=None), "torch"
         model = build_mobilenetv2(input_shape)
         _load_weights_file(model, path)

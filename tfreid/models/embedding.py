@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import keras
 
-from tfreid.models.backbones import ImagePreprocess, build_backbone
+from tfreid.models.backbones import build_backbone
+from tfreid.models.preprocess import ImagePreprocess
 
 POOLINGS = ("avg", "max")
 

@@ -35,7 +35,7 @@ import tensorflow as tf
 from tfreid import distribute, losses
 from tfreid.data.pipeline import PKSampler, image_dataset, pk_dataset
 from tfreid.data.records import ImageRecord, arrays, relabel
-from tfreid.evaluation import evaluate, pairwise_distance
+from tfreid.evaluation import distance_matrix, evaluate
 from tfreid.models.embedding import build_embedding_model
 from tfreid.models.split import split_embedding_model
 from tfreid.training import prefix_cache
@@ -118,7 +118,7 @@ def rank_records(model: keras.Model, query: Sequence[ImageRecord], gallery: Sequ
     """EvalResult of ranking `gallery` for `query` by Euclidean embedding distance."""
     q_paths, q_pids, q_cams = arrays(query)
     g_paths, g_pids, g_cams = arrays(gallery)
-    dist = pairwise_distance(embed_images(model, q_paths, size), embed_images(model, g_paths, size))
+    dist = distance_matrix(embed_images(model, q_paths, size), embed_images(model, g_paths, size))
     return evaluate(dist, q_pids, g_pids, q_cams, g_cams, max_rank=min(max_rank, len(gallery)))
 
 
@@ -171,7 +171,7 @@ def _cached_ranking(config: CNNTrainConfig, prefix: keras.Model, top: keras.Mode
     def rank() -> object:
         emb = np.concatenate([top(tf.convert_to_tensor(maps[i:i + 256], tf.float32),
                                   training=False).numpy() for i in range(0, len(maps), 256)])
-        dist = pairwise_distance(emb[:len(q_paths)], emb[len(q_paths):])
+        dist = distance_matrix(emb[:len(q_paths)], emb[len(q_paths):])
         return evaluate(dist, q_pids, g_pids, q_cams, g_cams, max_rank=min(20, len(g_paths)))
     return rank
 

@@ -24,7 +24,7 @@ import tensorflow as tf
 from tfreid import losses
 from tfreid.data.pairs import PairSampler
 from tfreid.data.pipeline import PKSampler
-from tfreid.evaluation import evaluate, pairwise_distance
+from tfreid.evaluation import distance_matrix, evaluate
 from tfreid.models.mlp_baseline import build_stripe_mlp
 from tfreid.models.siamese_lstm import build_siamese, build_stripe_lstm, siamese_optimizer
 from tfreid.progress import bar as progress_bar
@@ -105,7 +105,7 @@ def embed(model: keras.Model, features: np.ndarray, batch_size: int = 512) -> np
 
 def rank_split(model: keras.Model, split: ViewSplit, max_rank: int = 20):
     """EvalResult of ranking split.gallery for split.query by Euclidean embedding distance."""
-    dist = pairwise_distance(embed(model, split.query), embed(model, split.gallery), "euclidean")
+    dist = distance_matrix(embed(model, split.query), embed(model, split.gallery), "euclidean")
     return evaluate(dist, split.q_pids, split.g_pids, split.q_camids, split.g_camids,
                     max_rank=min(max_rank, len(split.gallery)), ap="market")
 
