@@ -268,7 +268,7 @@ def test_write_run_pictures_stripe_lstm(tmp_path, tiny_split):
     import keras
 
     from tfreid.features import LomoLayer
-    from tfreid.models.siamese_lstm import build_stripe_lstm
+    from tfreid.models.stripe_lstm import build_stripe_lstm
     from tfreid.training.stripe_experiment import build_deploy_model
 
     layer = LomoLayer(output="rows", normalize="row", name="lomo")

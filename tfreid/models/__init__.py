@@ -10,8 +10,10 @@ from tfreid.models.backbones import (BACKBONES, ImagePreprocess, backbone_spec, 
 from tfreid.models.convert_mobilenetv2 import load_imagenet_mobilenetv2
 from tfreid.models.embedding import build_embedding_model
 from tfreid.models.mlp_baseline import build_stripe_mlp
-from tfreid.models.siamese_lstm import (PairDistance, build_siamese, build_stripe_lstm, embedding_of,
-                                        gate_activations, gate_norms, siamese_optimizer)
+from tfreid.models.lstm_gates import gate_activations, gate_norms
+from tfreid.models.optimizer import siamese_optimizer
+from tfreid.models.siamese import PairDistance, build_siamese, embedding_of
+from tfreid.models.stripe_lstm import build_stripe_lstm
 from tfreid.models.torch_state_dict import load_state_dict
 
 __all__ = [

@@ -180,7 +180,7 @@ def write_run_pictures(run_dir: str | Path, split: ReIDSplit, out_dir: str | Pat
         title=f"{dataset} test split, {name}: top-{top_k} gallery images per query "
               "(green: same person, red: another; the query's own camera excluded for its identity)"))
 
-    from tfreid.models.siamese_lstm import gate_norms
+    from tfreid.models.lstm_gates import gate_norms
 
     lstm_channels = sorted((c for c, (_, emb, _) in parts.items() if _has_lstm(emb)),
                            key=lambda c: c != "lomo")
