@@ -2,8 +2,8 @@
 lists of test queries and, for stripe LSTM runs, gate heat maps.
 
 A run folder holds metrics.json and model.keras: raw images [B, H, W, 3] -> {channel: embedding}
-for stripe runs (feature layers "lomo" / "cn", embedding sub-models "<channel>_embedding"; see
-`tfreid.training.stripe_experiment.build_deploy_model`), or images -> embedding for CNN runs.
+for stripe runs (the branches it declares, see `tfreid.models.stripe_deploy`), or images ->
+embedding for CNN runs.
 TensorFlow is imported only when a model is loaded.
 """
 
@@ -102,15 +102,15 @@ def _stripe_run(model, run_dir: Path, channels: Sequence[str], q_paths, g_paths,
     """Fused test distances [q, g] and, per channel, (feature layer, embedding model, query features)."""
     from tfreid.evaluation import pairwise_distance
     from tfreid.evaluation.protocols import fuse_scores
+    from tfreid.models.stripe_deploy import stripe_branches
     from tfreid.training.stripes import embed
 
-    names = [layer.name for layer in model.layers]
+    try:
+        branches = stripe_branches(model, channels)
+    except ValueError as err:
+        raise ValueError(f"{run_dir / 'model.keras'}: {err}") from err
     dists, parts = {}, {}
-    for channel in channels:
-        if channel not in names or f"{channel}_embedding" not in names:
-            raise ValueError(f"{run_dir / 'model.keras'} has no layers {channel!r} and "
-                             f"{channel + '_embedding'!r} (its layers: {names})")
-        layer, emb = model.get_layer(channel), model.get_layer(f"{channel}_embedding")
+    for channel, (layer, emb) in branches.items():
         fq, fg = _stripe_features(run_dir, channel, layer, q_paths, g_paths, log)
         dists[channel] = pairwise_distance(embed(emb, fq), embed(emb, fg))
         parts[channel] = (layer, emb, fq)
