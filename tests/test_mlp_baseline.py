@@ -12,7 +12,9 @@ import tensorflow as tf  # noqa: E402
 
 from tfreid.losses import ContrastivePairLoss  # noqa: E402
 from tfreid.models.mlp_baseline import build_stripe_mlp  # noqa: E402
-from tfreid.models.siamese_lstm import build_siamese, build_stripe_lstm, siamese_optimizer  # noqa: E402
+from tfreid.models.optimizer import siamese_optimizer  # noqa: E402
+from tfreid.models.siamese import build_siamese  # noqa: E402
+from tfreid.models.stripe_lstm import build_stripe_lstm  # noqa: E402
 
 R, D = 5, 6
 

@@ -1,4 +1,5 @@
-"""Tests of tfreid.models.siamese_lstm: shapes, weights, initialisation, gates, saving, training."""
+"""Tests of the siamese LSTM (tfreid.models: stripe_lstm, siamese, lstm_gates, optimizer):
+shapes, weights, initialisation, gates, saving, training."""
 
 import math
 import os
@@ -12,15 +13,10 @@ import tensorflow as tf  # noqa: E402
 
 from tfreid.losses import ContrastivePairLoss, contrastive_pair_loss  # noqa: E402
 from tfreid.models.mlp_baseline import build_stripe_mlp  # noqa: E402
-from tfreid.models.siamese_lstm import (  # noqa: E402
-    PairDistance,
-    build_siamese,
-    build_stripe_lstm,
-    embedding_of,
-    gate_activations,
-    gate_norms,
-    siamese_optimizer,
-)
+from tfreid.models.lstm_gates import gate_activations, gate_norms  # noqa: E402
+from tfreid.models.optimizer import siamese_optimizer  # noqa: E402
+from tfreid.models.siamese import PairDistance, build_siamese, embedding_of  # noqa: E402
+from tfreid.models.stripe_lstm import build_stripe_lstm  # noqa: E402
 
 SCALES = (6, 3, 2)  # a small stand-in for LOMO's (24, 11, 5)
 R, D, N = sum(SCALES), 7, 4

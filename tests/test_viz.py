@@ -269,8 +269,8 @@ def test_write_run_pictures_stripe_lstm(tmp_path, tiny_split):
     import keras
 
     from tfreid.features import LomoLayer
-    from tfreid.models.siamese_lstm import build_stripe_lstm
-    from tfreid.experiments.stripes import build_deploy_model
+    from tfreid.models.stripe_deploy import build_deploy_model
+    from tfreid.models.stripe_lstm import build_stripe_lstm
 
     layer = LomoLayer(output="rows", normalize="row", name="lomo")
     emb = build_stripe_lstm(40, layer.config.row_dim, hidden_units=3, scales=(24, 11, 5), seed=0,

@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfreid import images as image_io
+from tfreid.models.stripe_deploy import stripe_branches
 from tfreid.progress import bar as progress_bar
 
 
@@ -54,22 +55,13 @@ class Branch:
     dim: int
 
 
-def _producer(tensor):
-    """The layer that produced a Keras functional tensor."""
-    return tensor._keras_history[0]  # pylint: disable=protected-access
-
-
-def _layer_inputs(layer) -> list:
-    return list(layer._inbound_nodes[0].input_tensors)  # pylint: disable=protected-access
-
-
 def model_branches(model: keras.Model) -> list[Branch]:
     """Splits a trained tfreid model into its branches (sorted by name).
 
     Args:
       model: a CNN embedding model (fixed-size image input, one output) or a stripe deploy
-        model (`stripe_experiment.build_deploy_model`: dict output {channel: embedding}, each
-        computed as embedding_model(feature_layer(images))).
+        model (dict output {channel: embedding}; its branches are the ones it declares, see
+        `tfreid.models.stripe_deploy`).
 
     Returns:
       list of `Branch`.
@@ -77,23 +69,19 @@ def model_branches(model: keras.Model) -> list[Branch]:
     Raises:
       ValueError: for a model of neither kind (naming its input / output structure).
     """
-    outputs = model._outputs_struct  # pylint: disable=protected-access
-    if isinstance(outputs, dict):
+    if isinstance(model.output, dict):
         branches = []
-        for channel in sorted(outputs):
-            head = _producer(outputs[channel])
-            feature = _producer(_layer_inputs(head)[0]) if len(_layer_inputs(head)) == 1 else None
+        for channel, (feature, network) in stripe_branches(model).items():
             config = getattr(feature, "config", None)
             if config is None or not hasattr(config, "height"):
-                raise ValueError(
-                    f"model {model.name!r}: output {channel!r} is not embedding(feature_layer(images)); "
-                    "expected a stripe deploy model (tfreid.experiments.stripes.build_deploy_model).")
+                raise ValueError(f"model {model.name!r}: layer {channel!r} is not a feature layer "
+                                 "(LomoLayer / ColorNamesLayer) with an input size config.height/width")
 
-            def fn(images, feature=feature, head=head):
-                return head(feature(images), training=False)
+            def fn(images, feature=feature, network=network):
+                return network(feature(images), training=False)
 
             branches.append(Branch(channel, (int(config.height), int(config.width)), fn,
-                                   int(head.outputs[0].shape[-1])))
+                                   int(network.outputs[0].shape[-1])))
         return branches
     shape = tuple(model.inputs[0].shape)
     if len(model.inputs) != 1 or len(shape) != 4 or shape[3] != 3 or None in shape[1:3]:

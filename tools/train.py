@@ -176,16 +176,17 @@ def _transfer_source():
     if not FLAGS.init_from:
         return None
     from tfreid import zoo
+    from tfreid.models.stripe_deploy import stripe_branches
 
     if FLAGS.model == "cnn":
         raise UserError("--init_from is for stripe models (--model=siamese_lstm or mlp)")
     source = Path(FLAGS.init_from)
     model = (zoo.from_run(source) if source.is_dir() else zoo.load(FLAGS.init_from)).keras_model
-    names = {layer.name for layer in model.layers}
-    missing = [c for c in FLAGS.features if c not in names or f"{c}_embedding" not in names]
-    if missing:
-        raise UserError(f"--init_from={FLAGS.init_from} has no trained channel {missing} "
-                        f"(its layers: {sorted(names)}); pick --features it has.")
+    try:
+        stripe_branches(model, FLAGS.features)
+    except ValueError as err:
+        raise UserError(f"--init_from={FLAGS.init_from} cannot start --features="
+                        f"{','.join(FLAGS.features)}: {err}") from err
     return model
 
 

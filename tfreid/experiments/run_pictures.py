@@ -2,8 +2,8 @@
 lists of test queries and, for stripe LSTM runs, gate heat maps.
 
 A run folder holds metrics.json and model.keras: raw images [B, H, W, 3] -> {channel: embedding}
-for stripe runs (feature layers "lomo" / "cn", embedding sub-models "<channel>_embedding"; see
-`tfreid.experiments.stripes.build_deploy_model`), or images -> embedding for CNN runs.
+for stripe runs (the branches it declares, see `tfreid.models.stripe_deploy`), or images ->
+embedding for CNN runs.
 TensorFlow is imported only when a model is loaded.
 """
 
@@ -68,13 +68,14 @@ def load_run_model(path: str | Path):
 
 
 def _stripe_parts(model, run_dir: Path, channels: Sequence[str]) -> dict:
-    """{channel: (feature layer, embedding model)} of a stripe run's model."""
-    names = [layer.name for layer in model.layers]
-    missing = [c for c in channels if c not in names or f"{c}_embedding" not in names]
-    if missing:
-        raise ValueError(f"{RunDir(run_dir).model} has no layers {missing[0]!r} and "
-                         f"{missing[0] + '_embedding'!r} (its layers: {names})")
-    return {c: (model.get_layer(c), model.get_layer(f"{c}_embedding")) for c in channels}
+    """{channel: (feature layer, embedding model)} of a stripe run's model (the branches it
+    declares, `tfreid.models.stripe_deploy.stripe_branches`)."""
+    from tfreid.models.stripe_deploy import stripe_branches
+
+    try:
+        return stripe_branches(model, channels)
+    except ValueError as err:
+        raise ValueError(f"{RunDir(run_dir).model}: {err}") from err
 
 
 def _test_distances(model, channels: Sequence[str] | None, q_paths, g_paths, log) -> np.ndarray:
@@ -148,7 +149,7 @@ def write_run_pictures(run_dir: str | Path, split: ReIDSplit, out_dir: str | Pat
               "(green: same person, red: another; the query's own camera excluded for its identity)"))
 
     from tfreid.experiments.stripes import featurize
-    from tfreid.models.siamese_lstm import gate_norms
+    from tfreid.models.lstm_gates import gate_norms
 
     lstm_channels = sorted((c for c, (_, emb) in parts.items() if _has_lstm(emb)),
                            key=lambda c: c != "lomo")

@@ -29,6 +29,7 @@ from tfreid.features.colornames import ColorNamesConfig
 from tfreid.features.extract import extract, fit_cn_codebook
 from tfreid.evaluation.report import format_report, test_report
 from tfreid.model_eval import embed_test_images
+from tfreid.models.stripe_deploy import build_deploy_model, embedding_name, stripe_branches
 from tfreid.rundir import RunDir
 from tfreid.serving import EmbeddingModel, load_keras_model
 from tfreid.training.stripes import StripeTrainConfig, ViewSplit, train_stripe_model
@@ -153,19 +154,11 @@ def _channel_features(channel: str, spec: ChannelSpec, parts: dict, out_dir: Pat
 
 def _source_channel(model: keras.Model, channel: str) -> tuple[keras.layers.Layer, list]:
     """(feature layer, embedding network weights) of `channel` in a trained stripe model."""
-    names = [layer.name for layer in model.layers]
-    if channel not in names or f"{channel}_embedding" not in names:
-        raise ValueError(f"the model to transfer from has no {channel!r} channel (layers: "
-                         f"{names}); train with --features it has")
-    return model.get_layer(channel), model.get_layer(f"{channel}_embedding").get_weights()
-
-
-def build_deploy_model(layers: dict[str, keras.layers.Layer],
-                       embeddings: dict[str, keras.Model]) -> keras.Model:
-    """Raw images [B, H, W, 3] (uint8 or float 0-255, any size) -> {channel: embedding [B, k]}."""
-    images = keras.Input((None, None, 3), name="images")
-    outputs = {channel: embeddings[channel](layers[channel](images)) for channel in layers}
-    return keras.Model(images, outputs, name="stripe_reid")
+    try:
+        feature, network = stripe_branches(model, [channel])[channel]
+    except ValueError as err:
+        raise ValueError(f"the model to transfer from: {err}; train with --features it has") from err
+    return feature, network.get_weights()
 
 
 def run_stripe_experiment(split: ReIDSplit, config: StripeTrainConfig, out_dir: str | Path, *,
@@ -214,7 +207,7 @@ def run_stripe_experiment(split: ReIDSplit, config: StripeTrainConfig, out_dir: 
         channel_resume = resume and run.channel(channel).has_checkpoint()
         model, history = train_stripe_model(config, feats["train"], train_pids, train_cams, val,
                                             run.channel(channel).path, scales=scales, resume=channel_resume,
-                                            name=f"{channel}_embedding",
+                                            name=embedding_name(channel),
                                             initial_weights=initial_weights, log=log)
         times[channel] = time.perf_counter() - start
         models[channel] = model

@@ -1,6 +1,7 @@
 """The no-LSTM baselines of Varior et al. (ECCV 2016, Eq. 8-9): concatenated stripe features
 through fully connected layers with a non-linearity, trained in the same siamese set-up
-(`build_siamese`, contrastive loss, `siamese_optimizer`).
+(`tfreid.models.siamese.build_siamese`, contrastive loss,
+`tfreid.models.optimizer.siamese_optimizer`).
 
     s = f(W_L ... f(W_2 f(W_1 [x_1; ...; x_R])))      (1, 2 or 3 layers)
 
@@ -20,7 +21,7 @@ from typing import Sequence
 
 import keras
 
-from tfreid.models.siamese_lstm import paper_initializer
+from tfreid.models.stripe_branch import child_seed, paper_initializer, stripe_input
 
 
 def build_stripe_mlp(num_rows: int, feature_dim: int, num_layers: int = 1,
@@ -46,8 +47,7 @@ def build_stripe_mlp(num_rows: int, feature_dim: int, num_layers: int = 1,
     """
     if num_layers < 1:
         raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-    if num_rows <= 0 or feature_dim <= 0:
-        raise ValueError(f"num_rows and feature_dim must be positive, got {num_rows}, {feature_dim}")
+    inputs = stripe_input(num_rows, feature_dim)
     if units is None:
         sizes = [num_rows * hidden_units] * num_layers
     elif isinstance(units, int):
@@ -60,11 +60,10 @@ def build_stripe_mlp(num_rows: int, feature_dim: int, num_layers: int = 1,
         raise ValueError(f"layer sizes must be positive, got {sizes}")
     keras.activations.get(activation)  # fails early on an unknown name
 
-    inputs = keras.Input((num_rows, feature_dim), name="stripes")
     x = keras.layers.Flatten(name="concat_rows")(inputs)  # [x_1; ...; x_R]
     fan_in = num_rows * feature_dim
     for k, size in enumerate(sizes):
-        init = paper_initializer(fan_in, size, None if seed is None else seed * 1000 + k)
+        init = paper_initializer(fan_in, size, child_seed(seed, k))
         x = keras.layers.Dense(size, activation=activation, kernel_initializer=init,
                                bias_initializer="zeros", name=f"fc{k + 1}")(x)
         fan_in = size

@@ -26,7 +26,9 @@ from tfreid.data.pairs import PairSampler
 from tfreid.data.pipeline import PKSampler
 from tfreid.evaluation import distance_matrix, evaluate
 from tfreid.models.mlp_baseline import build_stripe_mlp
-from tfreid.models.siamese_lstm import build_siamese, build_stripe_lstm, siamese_optimizer
+from tfreid.models.optimizer import siamese_optimizer
+from tfreid.models.siamese import build_siamese
+from tfreid.models.stripe_lstm import build_stripe_lstm
 from tfreid.progress import bar as progress_bar
 from tfreid.training.loop import EarlyStopping, ResumableLoop
 

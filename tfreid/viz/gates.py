@@ -107,7 +107,7 @@ def plot_gate_heatmaps(images: Sequence, gate_norms, path: str | Path, *,
     Args:
       images: B images, each a file path or uint8 / 0..255 float array [H, W, 3].
       gate_norms: [B, R, 3] L2 norms of the input, forget and output gate vectors per row, as
-        returned by `tfreid.models.siamese_lstm.gate_norms` (rows top to bottom, scales in order).
+        returned by `tfreid.models.lstm_gates.gate_norms` (rows top to bottom, scales in order).
       path: PNG file to write.
       scales: rows per scale summing to R, e.g. (24, 11, 5) for LOMO; None = one scale.
       row_spans: [R, 2] (top, bottom) image band of each row as fractions of the image height
