@@ -94,15 +94,10 @@ def make_loss_fn(config: CNNTrainConfig) -> Callable[[tf.Tensor, tf.Tensor], tf.
     quadruplet term keeps m2 = 0.5).
     """
     margin_name = "margin1" if config.loss == "quadruplet" else "margin"
-    kwargs = {} if config.margin is None else {margin_name: config.margin}
-    if config.loss == "classification":
-        return losses.classification_loss
-    if config.loss == "rank_triplet_baseline":
-        return lambda y, e: losses.rank_triplet_loss(y, e, weighted=False, **kwargs)
-    fn = {"contrastive": losses.batch_contrastive_loss, "triplet": losses.triplet_loss,
-          "quadruplet": losses.quadruplet_loss, "batch_hard": losses.batch_hard_triplet_loss,
-          "rank_triplet": losses.rank_triplet_loss}[config.loss]
-    return lambda y, e: fn(y, e, **kwargs)
+    kwargs = {} if config.margin is None or config.loss == "classification" \
+        else {margin_name: config.margin}
+    # From the loss registry; `.call` is the loss function with its options bound.
+    return losses.get(config.loss, **kwargs).call
 
 
 def embed_images(model: keras.Model, paths: Sequence[str], size: tuple[int, int],

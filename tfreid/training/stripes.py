@@ -162,25 +162,24 @@ def train_stripe_model(config: StripeTrainConfig, train_features: np.ndarray, tr
         steps_per_epoch = pk_sampler.steps_per_epoch
     optimizer = siamese_optimizer(config.learning_rate, config.lr_decay, steps_per_epoch)
     siamese = build_siamese(model)
-    margin = float(config.margin)
+    # The objective from the loss registry; `.call` is its function with the options bound
+    # (per pair for "contrastive_pair", one scalar per P x K batch for the list-wise ones).
+    objective = losses.get("contrastive_pair" if config.objective == "contrastive"
+                           else config.objective, margin=float(config.margin)).call
 
     @tf.function(reduce_retracing=True)
     def pair_step(x_i, x_j, label):
         with tf.GradientTape() as tape:
             d = siamese([x_i, x_j], training=True)
-            loss = tf.reduce_sum(losses.contrastive_pair_loss(label, d, margin))
+            loss = tf.reduce_sum(objective(label, d))
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
 
-    batch_loss = {"rank_triplet": lambda y, e: losses.rank_triplet_loss(y, e, margin),
-                  "rank_triplet_baseline": lambda y, e: losses.rank_triplet_loss(y, e, margin, weighted=False),
-                  "batch_hard": lambda y, e: losses.batch_hard_triplet_loss(y, e, margin)}.get(config.objective)
-
     @tf.function(reduce_retracing=True)
     def list_step(index, labels):
         with tf.GradientTape() as tape:
-            loss = batch_loss(labels, model(tf.gather(features_tensor, index), training=True))
+            loss = objective(labels, model(tf.gather(features_tensor, index), training=True))
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
