@@ -5,7 +5,13 @@ The issue's reference (batch 128 at 256x128, MobileNetV2, batch-hard, 2 CPU core
 default stays off XLA. This script keeps that measurement reproducible at a small default size
 so `make bench` stays short; the reference size is --batch=128 --height=256 --width=128.
 
+With --train_from=LAYER[,LAYER...] it instead times the partial fine-tuning step of
+`--train_from` (tools/train.py): only the network from LAYER up is trained, on its cached input
+maps, so one step is the top's forward and backward pass; each cut is printed beside the whole
+network, as a ratio (the measurement behind the CNN recipe's cut and input size).
+
 Usage: python benchmarks/train_step.py [--batch 32] [--height 128] [--width 64] [--steps 3]
+       python benchmarks/train_step.py --batch=128 --train_from=block_13_expand,block_6_expand
 """
 
 from __future__ import annotations
@@ -20,16 +26,23 @@ import tensorflow as tf
 
 from tfreid import losses
 from tfreid.models.embedding import build_embedding_model
+from tfreid.models.split import split_embedding_model
 
 
-def median_step_seconds(jit: bool, batch: int, size, steps: int) -> tuple[float, float]:
-    """(first step incl. tracing/compilation, median of the next `steps`) in seconds."""
+def median_step_seconds(jit: bool, batch: int, size, steps: int,
+                        train_from: str | None = None) -> tuple[float, float]:
+    """(first step incl. tracing/compilation, median of the next `steps`) in seconds; with
+    train_from, of the trainable top alone on random maps of its input shape."""
     keras.utils.set_random_seed(0)
     model = build_embedding_model("mobilenetv2", (*size, 3), 256, weights=None)
+    rng = np.random.default_rng(0)
+    if train_from:
+        model = split_embedding_model(model, train_from)[1]
+        images = tf.constant(rng.normal(0, 1, (batch, *model.inputs[0].shape[1:])).astype(np.float32))
+    else:
+        images = tf.constant(rng.uniform(0, 255, (batch, *size, 3)).astype(np.float32))
     optimizer = keras.optimizers.Adam(1e-4)
     optimizer.build(model.trainable_variables)
-    rng = np.random.default_rng(0)
-    images = tf.constant(rng.uniform(0, 255, (batch, *size, 3)).astype(np.float32))
     labels = tf.constant(np.repeat(np.arange(batch // 4), 4).astype(np.int32))
 
     @tf.function(jit_compile=jit)
@@ -57,8 +70,19 @@ def main():
     parser.add_argument("--height", type=int, default=128)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--train_from", default="", help="comma-separated cut layers")
     args = parser.parse_args()
     size = (args.height, args.width)
+    if args.train_from:
+        print(f"MobileNetV2 + batch-hard, batch {args.batch} at {size}, median of {args.steps} "
+              "steps, no XLA")
+        _, whole = median_step_seconds(False, args.batch, size, args.steps)
+        print(f"  whole network          {whole:6.2f} s per step", flush=True)
+        for cut in args.train_from.split(","):
+            _, top = median_step_seconds(False, args.batch, size, args.steps, cut)
+            print(f"  from {cut:17s} {top:6.2f} s per step  ({whole / top:4.1f}x faster)",
+                  flush=True)
+        return
     print(f"MobileNetV2 + batch-hard, batch {args.batch} at {size}, median of {args.steps} steps")
     for jit in (False, True):
         first, median = median_step_seconds(jit, args.batch, size, args.steps)

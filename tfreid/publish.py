@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from tfreid import zoo
+from tfreid import train_flags, zoo
 from tfreid.rundir import RunDir
 
 MAX_FILE_BYTES = 25 * 1024 * 1024  # committed models: each <= 25 MB (issue 6)
@@ -28,12 +28,6 @@ PAPERS = {
                 "with convolutional neural networks for person re-identification. Machine Vision "
                 "and Applications, 2021.",
 }
-STRIPE_FLAGS = ("features", "hidden_units", "lstm_mode", "mlp_layers", "mlp_units", "mlp_activation",
-                "objective", "margin", "lr_decay", "batch_size", "negatives_per_positive", "p", "k",
-                "lomo_normalize", "cn_words", "cn_stripes", "init_from")
-CNN_FLAGS = ("backbone", "weights", "height", "width", "embedding_dim", "loss", "margin", "p", "k",
-             "train_from", "weight_decay", "lr_step_epochs", "steps_per_epoch")
-TRAIN_FLAGS = ("dataset", "model", "seed", "val_ids", "epochs", "patience", "learning_rate")
 
 
 # Test protocol of a card's training dataset, when the package's card template has none.
@@ -44,10 +38,14 @@ PROTOCOLS = {
 }
 
 
+def _model_group(flags: dict) -> str:
+    return "cnn" if flags.get("model") == "cnn" else "stripe"
+
+
 def _architecture(flags: dict) -> dict:
-    model = flags.get("model")
-    keys = CNN_FLAGS if model == "cnn" else STRIPE_FLAGS
-    return {"model": model, **{k: flags[k] for k in keys if k in flags}}
+    """The model's own settings of a run's flags (tools/train.py's flags of its model group)."""
+    keys = train_flags.recorded(_model_group(flags))
+    return {"model": flags.get("model"), **{k: flags[k] for k in keys if k in flags}}
 
 
 def _paper(flags: dict) -> str:
@@ -183,8 +181,9 @@ def publish(run_dir, name: str, dest=None, *, data_dir=None, dataset: str | None
                      "flagfile": f"configs/{name}.cfg",
                      "command": f"python tools/train.py --flagfile=zoo/configs/{name}.cfg "
                                 f"--data_dir=DATA --out=runs/{name}",
-                     "flags": {k: flags[k] for k in (*TRAIN_FLAGS, *(
-                         CNN_FLAGS if flags.get("model") == "cnn" else STRIPE_FLAGS)) if k in flags}},
+                     "flags": {k: flags[k] for k in (*train_flags.recorded("shared"),
+                                                     *train_flags.recorded(_model_group(flags)))
+                               if k in flags}},
         "input": _input_spec(model),
         "model": {"file": rel, "format": "keras"},
         "files": files,

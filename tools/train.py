@@ -23,83 +23,14 @@ from pathlib import Path  # noqa: E402
 
 from absl import flags  # noqa: E402
 
+from tfreid import train_flags  # noqa: E402
 from tfreid.errors import UserError  # noqa: E402
 from tfreid.rundir import RunDir  # noqa: E402
 
 FLAGS = flags.FLAGS
 _ABSL_FLAGS = set(FLAGS)  # defined by absl itself (logging, --flagfile, ...) and by tfreid.cli
 
-# Data and run
-flags.DEFINE_string("dataset", "synthetic", "Dataset name (see tfreid.data.names()); its loader's "
-                    "options are the --<dataset>_* flags (--helpfull).")
-flags.DEFINE_string("data_dir", None, "Dataset folder or data root; default $TFREID_DATA "
-                    "(for 'synthetic': where to generate it).")
-flags.DEFINE_string("out", None, "Run folder (created).", required=True)
-flags.DEFINE_integer("seed", 0, "Seed of initialisation, sampling and the validation hold-out.")
-flags.DEFINE_bool("resume", False, "Continue the run in --out from its last checkpoint.")
-flags.DEFINE_integer("val_ids", 100, "Training identities held out for early stopping.")
-flags.DEFINE_enum("model", "siamese_lstm", ["siamese_lstm", "mlp", "cnn"],
-                  "siamese_lstm / mlp: stripe-feature models; cnn: a CNN embedding.")
-flags.DEFINE_integer("epochs", None, "Epochs at most (default: 20 stripe, 200 cnn).")
-flags.DEFINE_integer("patience", None, "Early-stopping patience in epochs, 0 = off "
-                     "(default: 5 stripe, 0 cnn).")
-flags.DEFINE_float("learning_rate", None, "Initial learning rate (default: 1e-3 stripe, 1e-4 cnn).")
-flags.DEFINE_float("margin", None, "Loss margin (default: 0.5 stripe contrastive, loss default for cnn).")
-
-# Stripe models
-flags.DEFINE_list("features", ["lomo", "cn"], "Feature channels, one network each, score-fused.")
-flags.DEFINE_integer("hidden_units", 50, "LSTM units n (paper: 50 CUHK03/VIPeR, 25 Market-1501).")
-flags.DEFINE_enum("lstm_mode", "per_scale", ["per_scale", "one_sequence"],
-                  "How the three LOMO scales are fed: one LSTM per scale, or one 40-row sequence.")
-flags.DEFINE_integer("mlp_layers", 1, "Layers of the Eq. 8-9 baseline (--model=mlp).")
-flags.DEFINE_integer("mlp_units", None, "Width of every baseline layer (default: rows x "
-                     "--hidden_units, the LSTM embedding's size).")
-flags.DEFINE_string("mlp_activation", "tanh", "Non-linearity f of the baseline.")
-flags.DEFINE_enum("objective", "contrastive",
-                  ["contrastive", "rank_triplet", "rank_triplet_baseline", "batch_hard"],
-                  "Stripe models: siamese pairs + contrastive loss, or P x K batches + a list loss.")
-flags.DEFINE_float("lr_decay", 0.95, "Per-epoch learning-rate factor (stripe models).")
-flags.DEFINE_integer("batch_size", 100, "Pairs per batch (contrastive stripe models).")
-flags.DEFINE_integer("negatives_per_positive", 2, "Hard negatives per positive of each image.")
-flags.DEFINE_enum("lomo_normalize", "row", ["row", "global"], "LOMO normalisation.")
-flags.DEFINE_integer("cn_words", 350, "Color Names codebook size.")
-flags.DEFINE_integer("cn_stripes", 16, "Color Names stripes.")
-flags.DEFINE_string("init_from", None, "Stripe models, transfer: a zoo model name or a run folder "
-                    "whose feature layers (Color Names codebook included) are reused and whose "
-                    "trained channel networks initialise this run (same architecture flags).")
-flags.DEFINE_string("colornames", None, "w2c table (.npy/.mat, or a folder holding one); default "
-                    "<--data_dir>/colornames/, else $TFREID_DATA/colornames/.")
-
-# CNN models
-flags.DEFINE_string("backbone", "mobilenetv2", "keras.applications backbone name.")
-flags.DEFINE_string("weights", "offline", "Backbone weights: none, imagenet, offline, or a path.")
-flags.DEFINE_string("weights_dir", None, "Offline weights folder (default $TFREID_WEIGHTS).")
-flags.DEFINE_integer("height", 256, "CNN input height.")
-flags.DEFINE_integer("width", 128, "CNN input width.")
-flags.DEFINE_integer("embedding_dim", 256, "CNN embedding size.")
-flags.DEFINE_enum("loss", "rank_triplet", ["classification", "contrastive", "triplet", "quadruplet",
-                                           "batch_hard", "rank_triplet_baseline", "rank_triplet"],
-                  "CNN loss.")
-flags.DEFINE_integer("p", 32, "Identities per P x K batch.")
-flags.DEFINE_integer("k", 4, "Images per identity in a P x K batch.")
-flags.DEFINE_float("weight_decay", 5e-4, "L2 weight decay (CNN).")
-flags.DEFINE_integer("lr_step_epochs", 80, "CNN learning rate x0.1 every this many epochs.")
-flags.DEFINE_integer("steps_per_epoch", None, "CNN batches per epoch (default: identities // p).")
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
-                  "CNN: tf.distribute strategy: one device, every local GPU (MirroredStrategy), "
-                  "or one process per machine from TF_CONFIG (MultiWorkerMirroredStrategy; give "
-                  "each worker its own --out). List-wise losses see the global batch.")
-flags.DEFINE_enum("mixed_precision", "", ["", "float16", "bfloat16"],
-                  "CNN: 16-bit compute (GPUs); losses and ranking stay float32.")
-flags.DEFINE_string("train_from", None,
-                    "CNN partial fine-tuning (CPU budget): name of the backbone layer that begins "
-                    "the trained top, e.g. block_16_expand (MobileNetV2's last block, Conv_1, "
-                    "pooling, embedding). The frozen layers below run once per training image "
-                    "and its flip, cached in <out>/cache/; no random-crop augmentation. An "
-                    "invalid name lists the valid ones. Default (or an empty value, to override a flagfile): "
-                    "train the whole network.")
-
-
+train_flags.define()
 cli.define_dataset_flags()
 
 
