@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 LOSSES = ["rank_triplet", "batch_hard", "triplet", "quadruplet", "contrastive"]
 
 
 def _check(losses, precision=None):
-    args = [sys.executable, str(ROOT / "tests" / "distribute_check.py"), ",".join(losses)]
+    args = [sys.executable, str(Path(__file__).with_name("distribute_check.py")), ",".join(losses)]
     run = subprocess.run(args + ([precision] if precision else []), capture_output=True, text=True,
                          timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert run.returncode == 0, run.stderr[-3000:]

@@ -15,7 +15,7 @@ from tfreid.data import datasets
 from tfreid.features import ColorNamesConfig, color_names_bow, extract, lomo
 
 RNG = np.random.default_rng(0)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from absl import flags
 from tfreid import cli
 from tfreid.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PATTERN = r"(?P<pid>\d+)_c(?P<camid>\d)_\d+\.(?:png|jpg)"
 
 

@@ -16,7 +16,7 @@ from tfreid import viz
 from tfreid.viz.gates import _normalized
 from tfreid.viz.ranked import CORRECT_RGB, QUERY_RGB, WRONG_RGB
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def read_png(path) -> np.ndarray:

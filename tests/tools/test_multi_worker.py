@@ -16,7 +16,7 @@ import pytest
 
 from tfreid.data import synthetic
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EPOCHS = 4
 
 

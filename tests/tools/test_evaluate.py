@@ -17,10 +17,10 @@ from tfreid.data.synthetic import generate
 from tfreid.evaluation import evaluate, pairwise_distance
 from tfreid.model_eval import compare_summaries, evaluate_model, query_counts, summarize
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from test_zoo import make_run  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
