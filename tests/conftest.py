@@ -1,7 +1,8 @@
 """Fixtures the test folders share, and the `data` marker's skip.
 
 Markers (registered in setup.cfg):
-  slow: real processes (tools, workers) or training that take over ~20 s on 2 CPU cores.
+  slow: takes over ~20 s on 2 CPU cores: real processes (tools, workers), training, whole zoo
+    models exported or evaluated.
   data: reads the real datasets under $TFREID_DATA. Arguments name the sub-folders the test needs,
     e.g. `@pytest.mark.data("cuhk03_pair1/detected")`. Without TFREID_DATA, or without one of those
     sub-folders, the test is skipped with one message. A test that asks for the `data_root` fixture

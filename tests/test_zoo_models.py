@@ -41,6 +41,7 @@ def test_the_zoo_ships_the_issue_models_within_size_limits():
     assert sum(sizes.values()) <= MAX_ZOO_BYTES
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED)
 def test_load_embed_export_round_trip(name, tmp_path):
     model = zoo.load(name)
@@ -72,6 +73,7 @@ def test_stripe_models_load_without_data(name, tmp_path, tools):
     assert proc.stdout.split()[-2:] == ["2", "1.0"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.data(card["metrics"]["zoo"]["dataset"]))
                                   for name, card in CARDS.items()])  # data folders are named so
 def test_card_metrics_reproduced_on_their_data(name, data_root):

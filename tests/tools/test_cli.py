@@ -40,6 +40,7 @@ def folder(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_own_folder_trains_evaluates_and_extracts(folder, tmp_path, tools, user_env):
     dataset = ["--dataset=folder", f"--data_dir={folder}", f"--folder_pattern={PATTERN}",
                "--folder_camid_base=1"]
@@ -94,6 +95,7 @@ BAD_INPUTS = [  # (tool and arguments, what the one error line says)
 ]
 
 
+@pytest.mark.slow
 def test_user_errors_are_one_line_without_traceback(tmp_path, tools, user_env):
     procs = []
     for args, _ in BAD_INPUTS:

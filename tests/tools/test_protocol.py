@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 
@@ -18,6 +19,7 @@ def _viper(root: Path, persons=12):
     return root
 
 
+@pytest.mark.slow
 def test_two_split_protocol_runs_resumes_and_summarises(tmp_path, tools):
     data = _viper(tmp_path / "viper")
     out = tmp_path / "protocol"

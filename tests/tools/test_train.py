@@ -19,6 +19,7 @@ def _args(data_dir, out, *extra):
             "--seed=0", *extra]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_last_checkpoint(data_dir, tmp_path, tools):
     out = tmp_path / "run"
     proc = subprocess.Popen(tools.command("train", *_args(data_dir, out)), env=tools.env(),
@@ -61,6 +62,7 @@ def test_resume_with_other_settings_is_refused(data_dir, tmp_path, tools):
     assert "--epochs" not in message.split("(")[1].split(")")[0] and "data_dir:" not in message
 
 
+@pytest.mark.slow
 def test_bad_image_files_are_listed_before_training_or_skipped(data_dir, tmp_path, tools):
     import shutil
 

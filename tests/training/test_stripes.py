@@ -27,6 +27,7 @@ def _view(parts, query, gallery):
     return ViewSplit(q, g, qp, gp, qc, gc)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("objective", ["contrastive", "rank_triplet"])
 def test_training_lowers_the_loss_and_beats_the_untrained_network(lomo_parts, tmp_path, objective):
     config = StripeTrainConfig(hidden_units=16, epochs=6, patience=0, learning_rate=1e-3,
@@ -80,6 +81,7 @@ def test_feature_cache_is_reused_only_for_the_same_images(tmp_path, synthetic_da
     assert len(changed["train"]) == len(other_holdout["train"]) != len(first["train"])
 
 
+@pytest.mark.slow
 def test_transfer_starts_from_the_source_weights_and_reuses_its_feature_layer(tmp_path, synthetic_data):
     import numpy as np
 
