@@ -3,28 +3,27 @@ the same global batch; mixed precision gives finite losses that match float32. E
 tests/distribute_check.py in a subprocess (logical devices must be set before TF starts)."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 LOSSES = ["rank_triplet", "batch_hard", "triplet", "quadruplet", "contrastive"]
+CHECK = Path(__file__).with_name("distribute_check.py")
 
 
-def _check(losses, precision=None):
-    args = [sys.executable, str(ROOT / "tests" / "distribute_check.py"), ",".join(losses)]
+def _check(tools, losses, precision=None):
+    args = [sys.executable, str(CHECK), ",".join(losses)]
     run = subprocess.run(args + ([precision] if precision else []), capture_output=True, text=True,
-                         timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                         timeout=300, env=tools.env())
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
-def float32():
-    return _check(LOSSES)
+def float32(tools):
+    return _check(tools, LOSSES)
 
 
 @pytest.mark.parametrize("loss", LOSSES)
@@ -42,8 +41,8 @@ def test_each_replica_ranks_the_whole_batch_not_its_half(float32):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["float16", "bfloat16"])
-def test_mixed_precision_losses_are_finite_and_match_float32(float32, precision):
-    got = _check(["rank_triplet", "batch_hard"], precision)
+def test_mixed_precision_losses_are_finite_and_match_float32(float32, tools, precision):
+    got = _check(tools, ["rank_triplet", "batch_hard"], precision)
     for loss in ("rank_triplet", "batch_hard"):
         for key in ("loss", "mirrored_loss"):
             assert got[loss][key] == pytest.approx(float32[loss]["loss"], rel=2e-2), (loss, key)

@@ -45,19 +45,8 @@ def stripe_model():
     return tiny_stripe_model()
 
 
-def tiny_cnn():
-    """A small fixed-size CNN embedding (an untrained MobileNetV2 outputs ~1e-11 vectors)."""
-    import keras
-    keras.utils.set_random_seed(0)
-    x = keras.Input((64, 32, 3), name="images")
-    y = keras.layers.Rescaling(1 / 127.5, -1)(x)
-    y = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(y)
-    y = keras.layers.GlobalAveragePooling2D()(y)
-    return keras.Model(x, keras.layers.Dense(16, name="embedding")(y), name="tiny_cnn")
-
-
 @pytest.fixture(scope="module")
-def cnn_model():
+def cnn_model(tiny_cnn):
     return tiny_cnn()
 
 

@@ -1,9 +1,6 @@
 """tfreid.search (faiss gallery index), tfreid.evaluation.neighbors and tools/index.py / search.py."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +13,6 @@ from tfreid.errors import UserError  # noqa: E402
 from tfreid.evaluation import distance_matrix, evaluate  # noqa: E402
 from tfreid.evaluation.neighbors import evaluate_ranked, positives_per_query  # noqa: E402
 from tfreid.search import GalleryIndex, IndexFileError, IndexMismatchError  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def unit(x):
@@ -175,45 +170,29 @@ def test_indexing_resumes_without_embedding_finished_chunks_again(tmp_path):
         indexing.build_resumable(model, paths[:5], out, chunk_size=4, log=lambda s: None)
 
 
-def _tiny_run(run_dir: Path) -> None:
-    """A run folder with a small CNN embedding model (images [B, 32, 16, 3] -> [B, 8])."""
-    import keras
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((32, 16, 3))
-    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(inputs / 255.0)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    model = keras.Model(inputs, keras.layers.Dense(8)(x), name="tiny")
-    run_dir.mkdir()
-    model.save(run_dir / "model.keras")
-
-
 @pytest.mark.slow
-def test_tools_index_then_search_print_and_draw(tmp_path):
+def test_tools_index_then_search_print_and_draw(tmp_path, tiny_cnn, tools):
     import cv2
 
     run = tmp_path / "run"
-    _tiny_run(run)
+    run.mkdir()
+    tiny_cnn((32, 16), dim=8, filters=4).save(run / "model.keras")
     images = tmp_path / "crops"
     images.mkdir()
     rng = np.random.default_rng(0)
     for i in range(12):
         cv2.imwrite(str(images / f"{i:02d}.png"), rng.integers(0, 256, (40 + i, 20, 3), np.uint8))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     out = tmp_path / "gallery"
-    built = subprocess.run([sys.executable, str(ROOT / "tools" / "index.py"), f"--run={run}",
-                            f"--images={images}", f"--out={out}", "--chunk_size=5"],
-                           capture_output=True, text=True, env=env, timeout=300)
+    built = tools.run("index", f"--run={run}", f"--images={images}", f"--out={out}", "--chunk_size=5")
     assert built.returncode == 0, built.stderr[-2000:]
     assert sorted(p.name for p in (out / "embeddings").glob("chunk-*")) == [
         "chunk-000000.npz", "chunk-000001.npz", "chunk-000002.npz"]
     query = images / "03.png"
-    found = subprocess.run([sys.executable, str(ROOT / "tools" / "search.py"), f"--index={out}",
-                            f"--query={query}", "--top_k=4", f"--out={tmp_path / 'ranked.png'}"],
-                           capture_output=True, text=True, env=env, timeout=300)
+    found = tools.run("search", f"--index={out}", f"--query={query}", "--top_k=4",
+                      f"--out={tmp_path / 'ranked.png'}")
     assert found.returncode == 0, found.stderr[-2000:]
     lines = [line.split() for line in found.stdout.splitlines() if line.startswith("    ")]
     assert len(lines) == 4 and lines[0][2] == str(query) and float(lines[0][1]) < 1e-3
     assert (tmp_path / "ranked.png").stat().st_size > 0
-    wrong = subprocess.run([sys.executable, str(ROOT / "tools" / "search.py"), f"--index={tmp_path}",
-                            f"--query={query}"], capture_output=True, text=True, env=env, timeout=300)
+    wrong = tools.run("search", f"--index={tmp_path}", f"--query={query}")
     assert wrong.returncode == 2 and "no readable index" in wrong.stderr

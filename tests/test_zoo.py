@@ -9,25 +9,6 @@ from tfreid import publish, zoo
 from tfreid.serving import EmbeddingModel
 
 
-def tiny_cnn():
-    import keras
-    keras.utils.set_random_seed(0)
-    x = keras.Input((32, 16, 3), name="images")
-    y = keras.layers.Rescaling(1 / 127.5, -1)(x)
-    y = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(y)
-    y = keras.layers.GlobalAveragePooling2D()(y)
-    return keras.Model(x, keras.layers.Dense(8, name="embedding")(y), name="tiny_cnn")
-
-
-def make_run(folder, dataset="synthetic"):
-    folder.mkdir(parents=True)
-    tiny_cnn().save(folder / "model.keras")
-    (folder / "flags.json").write_text(json.dumps({"dataset": dataset, "model": "cnn", "seed": 0,
-                                                   "height": 32, "width": 16, "loss": "triplet"}))
-    (folder / "metrics.json").write_text(json.dumps({"test": {"all_gallery": {"rank1": 0.5, "mAP": 0.25}}}))
-    return folder
-
-
 @pytest.fixture()
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("TFREID_HOME", str(tmp_path / "home"))
@@ -35,7 +16,7 @@ def home(tmp_path, monkeypatch):
 
 
 @pytest.fixture()
-def published(home, tmp_path):
+def published(home, tmp_path, make_run):
     card = publish.publish(make_run(tmp_path / "run"), "tiny_cnn_test", evaluate=False, log=lambda s: None)
     return card
 
@@ -57,7 +38,7 @@ def test_package_cards_are_valid_and_listed(home):
             assert (root / entry["path"]).stat().st_size <= publish.MAX_FILE_BYTES
 
 
-def test_publish_then_load(published, home):
+def test_publish_then_load(published, home, tiny_cnn):
     card = json.loads(published.read_text())
     assert published == home / "zoo" / "cards" / "tiny_cnn_test.json"
     assert card["format_version"] == zoo.FORMAT_VERSION
@@ -77,7 +58,7 @@ def test_publish_then_load(published, home):
     np.testing.assert_allclose(dist, ref, atol=1e-3)  # expansion formula: sqrt of rounding
     idx, d = model.rank(images()[:1], images(), top_k=5)
     assert idx.shape == (1, 3) and idx[0, 0] == 0 and d[0, 0] == pytest.approx(0, abs=1e-3)
-    assert model.keras_model.count_params() == tiny_cnn().count_params()
+    assert model.keras_model.count_params() == tiny_cnn((32, 16), dim=8, filters=4).count_params()
 
 
 def test_altered_and_truncated_files_load_nothing(published, home, monkeypatch):
@@ -135,7 +116,7 @@ def test_recipe_explains_how_to_build(home):
     assert str(home / "zoo") in message
 
 
-def test_recipe_found_in_cache_after_publish(home, tmp_path):
+def test_recipe_found_in_cache_after_publish(home, tmp_path, make_run):
     publish.publish(make_run(tmp_path / "run", "market1501"), "siamese_lstm_market1501",
                     evaluate=False, log=lambda s: None)
     model = zoo.load("siamese_lstm_market1501")  # the package card is a recipe; the cache has weights
@@ -143,7 +124,7 @@ def test_recipe_found_in_cache_after_publish(home, tmp_path):
     assert (home / "zoo" / "configs" / "siamese_lstm_market1501.cfg").is_file()
 
 
-def test_publish_errors(home, tmp_path):
+def test_publish_errors(home, tmp_path, make_run):
     with pytest.raises(FileNotFoundError, match="flags.json and model.keras"):
         publish.publish(tmp_path, "x", evaluate=False)
     with pytest.raises(ValueError, match="zoo name"):
@@ -153,7 +134,7 @@ def test_publish_errors(home, tmp_path):
     assert not (home / "zoo" / "models" / "big" / "model.keras").exists()
 
 
-def test_list_tells_recipes_from_models_with_weights(home, tmp_path):
+def test_list_tells_recipes_from_models_with_weights(home, tmp_path, make_run):
     names = zoo.list()
     with_weights, recipes = zoo.list(with_weights=True), zoo.list(with_weights=False)
     assert sorted(with_weights + recipes) == names and not set(with_weights) & set(recipes)
@@ -167,7 +148,7 @@ def test_list_tells_recipes_from_models_with_weights(home, tmp_path):
     assert "siamese_lstm_market1501" in zoo.list(with_weights=True)  # built into the cache
 
 
-def test_publishing_under_a_shipped_name_is_refused(home, tmp_path):
+def test_publishing_under_a_shipped_name_is_refused(home, tmp_path, make_run):
     shipped = zoo.list(with_weights=True)[0]
     with pytest.raises(ValueError, match=f"--name={shipped}: tfreid ships a zoo model"):
         publish.publish(make_run(tmp_path / "run"), shipped, evaluate=False, log=lambda s: None)

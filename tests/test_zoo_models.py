@@ -2,7 +2,6 @@
 and (with TFREID_DATA) the card's CUHK03 metrics reproduced within 0.1 percentage points."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,13 +17,14 @@ from tfreid.model_eval import compare_summaries, evaluate_model, query_counts, s
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def shipped_models() -> list[str]:
-    """Names of the cards in the repository's zoo/ that come with files."""
-    return sorted(json.loads(p.read_text())["name"] for p in (ROOT / "zoo" / "cards").glob("*.json")
-                  if json.loads(p.read_text()).get("files"))
+def shipped_cards() -> dict[str, dict]:
+    """The cards in the repository's zoo/ that come with files, by name."""
+    cards = (json.loads(p.read_text()) for p in (ROOT / "zoo" / "cards").glob("*.json"))
+    return {card["name"]: card for card in sorted(cards, key=lambda c: c["name"]) if card.get("files")}
 
 
-SHIPPED = shipped_models()
+CARDS = shipped_cards()
+SHIPPED = list(CARDS)
 MAX_MODEL_BYTES = 25 * 2**20
 MAX_ZOO_BYTES = 100 * 2**20
 
@@ -41,6 +41,7 @@ def test_the_zoo_ships_the_issue_models_within_size_limits():
     assert sum(sizes.values()) <= MAX_ZOO_BYTES
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED)
 def test_load_embed_export_round_trip(name, tmp_path):
     model = zoo.load(name)
@@ -63,24 +64,22 @@ print(e.shape[0], round(float(np.linalg.norm(e[0])), 4))
 
 
 @pytest.mark.parametrize("name", [n for n in SHIPPED if "lstm" in n or "mlp" in n])
-def test_stripe_models_load_without_data(name, tmp_path):
+def test_stripe_models_load_without_data(name, tmp_path, tools):
     """The Color Names table and codebook travel inside the model: no TFREID_DATA needed."""
-    env = {k: v for k, v in os.environ.items() if k not in ("TFREID_DATA", "TFREID_WEIGHTS")}
-    env.update(TFREID_HOME=str(tmp_path / "home"), TF_CPP_MIN_LOG_LEVEL="2")
+    env = tools.env(drop=("TFREID_DATA", "TFREID_WEIGHTS"), TFREID_HOME=str(tmp_path / "home"))
     proc = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_DATA.replace("NAME", repr(name))],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split()[-2:] == ["2", "1.0"]
 
 
-@pytest.mark.parametrize("name", SHIPPED)
-def test_card_metrics_reproduced_on_their_data(name):
-    root = os.environ.get("TFREID_DATA")
-    card = json.loads((ROOT / "zoo" / "cards" / f"{name}.json").read_text())["metrics"]["zoo"]
-    if not root or not (Path(root) / card["dataset"]).is_dir():   # the data folder is named so
-        pytest.skip(f"TFREID_DATA with {card['dataset']} not available")
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.data(card["metrics"]["zoo"]["dataset"]))
+                                  for name, card in CARDS.items()])  # data folders are named so
+def test_card_metrics_reproduced_on_their_data(name, data_root):
+    card = CARDS[name]["metrics"]["zoo"]
     model = zoo.load(name)
-    split = datasets.build(card["dataset"], root, **card.get("dataset_options", {}))
+    split = datasets.build(card["dataset"], data_root, **card.get("dataset_options", {}))
     settings = card["settings"]
     result = evaluate_model(model, split, ap=settings["ap"],
                             single_shot_draws=settings["single_shot_draws"],

@@ -1,15 +1,11 @@
 """tools/protocol.py: a whole random-split protocol in one command, resumable, mean ± std."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _viper(root: Path, persons=12):
@@ -23,15 +19,14 @@ def _viper(root: Path, persons=12):
     return root
 
 
-def test_two_split_protocol_runs_resumes_and_summarises(tmp_path):
+@pytest.mark.slow
+def test_two_split_protocol_runs_resumes_and_summarises(tmp_path, tools):
     data = _viper(tmp_path / "viper")
     out = tmp_path / "protocol"
-    command = [sys.executable, str(ROOT / "tools" / "protocol.py"), "--dataset=viper",
-               "--num_splits=2", f"--out={out}", "--", f"--data_dir={data}", "--model=mlp",
-               "--features=lomo", "--mlp_units=8", "--val_ids=2", "--epochs=1", "--patience=0",
-               "--viper_direction=b2a", "--batch_size=8"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    args = ["--dataset=viper", "--num_splits=2", f"--out={out}", "--", f"--data_dir={data}", "--model=mlp",
+            "--features=lomo", "--mlp_units=8", "--val_ids=2", "--epochs=1", "--patience=0",
+            "--viper_direction=b2a", "--batch_size=8"]
+    done = tools.run("protocol", *args, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_splits"] == 2 and summary["splits"] == [0, 1]
@@ -42,5 +37,5 @@ def test_two_split_protocol_runs_resumes_and_summarises(tmp_path):
         flags = json.loads((out / f"split_{k}" / "flags.json").read_text())
         assert flags["viper_split_index"] == k and flags["viper_direction"] == "b2a"
     # Finished splits are kept: the same command again trains nothing.
-    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    again = tools.run("protocol", *args)
     assert again.returncode == 0 and "trained in" not in again.stdout

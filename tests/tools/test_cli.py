@@ -3,10 +3,7 @@ evaluate and extract_features; every flag checked before the run folder is writt
 as one line without a traceback."""
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,14 +12,13 @@ from absl import flags
 from tfreid import cli
 from tfreid.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
 PATTERN = r"(?P<pid>\d+)_c(?P<camid>\d)_\d+\.(?:png|jpg)"
 
 
-def _tool(name, *args, timeout=300):
-    env = {k: v for k, v in os.environ.items() if k != cli.VERBOSE_ENV}
-    return subprocess.run([sys.executable, str(ROOT / "tools" / f"{name}.py"), *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+@pytest.fixture
+def user_env(tools):
+    """The environment as a user has it: no --verbose from the environment, TF's log as it is."""
+    return tools.env(drop=(cli.VERBOSE_ENV,), quiet=False)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +40,8 @@ def folder(tmp_path_factory):
     return root
 
 
-def test_own_folder_trains_evaluates_and_extracts(folder, tmp_path):
+@pytest.mark.slow
+def test_own_folder_trains_evaluates_and_extracts(folder, tmp_path, tools, user_env):
     dataset = ["--dataset=folder", f"--data_dir={folder}", f"--folder_pattern={PATTERN}",
                "--folder_camid_base=1"]
     out = tmp_path / "run"
@@ -54,11 +51,11 @@ def test_own_folder_trains_evaluates_and_extracts(folder, tmp_path):
     (out / "features" / "lomo.npz").write_bytes(b"not a zip file")
     train = ["train", *dataset, f"--out={out}", "--model=siamese_lstm", "--features=lomo",
              "--hidden_units=4", "--val_ids=2", "--epochs=1", "--patience=0", "--batch_size=20"]
-    failed = _tool(*train)
+    failed = tools.run(*train, env=user_env)
     assert failed.returncode != 0 and not (out / "flags.json").exists(), failed.stderr[-2000:]
     (out / "features" / "lomo.npz").unlink()
 
-    trained = _tool(*train)
+    trained = tools.run(*train, env=user_env)
     assert trained.returncode == 0, trained.stderr[-3000:]
     recorded = json.loads((out / "flags.json").read_text())
     assert recorded["folder_pattern"] == PATTERN and recorded["folder_camid_base"] == 1
@@ -67,14 +64,15 @@ def test_own_folder_trains_evaluates_and_extracts(folder, tmp_path):
     assert trained.stderr.count("absl::InitializeLog") <= 1  # one TF start-up banner at most
 
     # The run's own dataset, options and folder come from its flags.json.
-    evaluated = _tool("evaluate", f"--run={out}", f"--out_json={tmp_path / 'eval.json'}",
-                      "--single_shot_draws=2")
+    evaluated = tools.run("evaluate", f"--run={out}", f"--out_json={tmp_path / 'eval.json'}",
+                          "--single_shot_draws=2", env=user_env)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     result = json.loads((tmp_path / "eval.json").read_text())
     assert result["num_query"] == 8 and result["num_gallery"] == 8
 
     features = tmp_path / "features.npz"
-    extracted = _tool("extract_features", *dataset, "--features=lomo", f"--out={features}")
+    extracted = tools.run("extract_features", *dataset, "--features=lomo", f"--out={features}",
+                          env=user_env)
     assert extracted.returncode == 0, extracted.stderr[-3000:]
     with np.load(features, allow_pickle=False) as z:
         assert len(z["train_paths"]) == 32 and len(z["query_lomo"]) == 8
@@ -97,14 +95,13 @@ BAD_INPUTS = [  # (tool and arguments, what the one error line says)
 ]
 
 
-def test_user_errors_are_one_line_without_traceback(tmp_path):
+@pytest.mark.slow
+def test_user_errors_are_one_line_without_traceback(tmp_path, tools, user_env):
     procs = []
     for args, _ in BAD_INPUTS:
         args = [a.format(tmp=tmp_path) for a in args]
-        env = {k: v for k, v in os.environ.items() if k != cli.VERBOSE_ENV}
-        procs.append(subprocess.Popen([sys.executable, str(ROOT / "tools" / f"{args[0]}.py"),
-                                       *args[1:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True, env=env))
+        procs.append(subprocess.Popen(tools.command(*args), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, env=user_env))
     for proc, (args, expected) in zip(procs, BAD_INPUTS):
         _, stderr = proc.communicate(timeout=300)
         last = stderr.strip().splitlines()[-1]
@@ -115,8 +112,8 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
         assert not (tmp_path / name / "flags.json").exists()
 
 
-def test_verbose_shows_the_traceback(tmp_path):
-    proc = _tool("train", f"--out={tmp_path / 'a'}", "--dataset=nope", "--verbose")
+def test_verbose_shows_the_traceback(tmp_path, tools, user_env):
+    proc = tools.run("train", f"--out={tmp_path / 'a'}", "--dataset=nope", "--verbose", env=user_env)
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "Unknown dataset" in proc.stderr
 
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -16,8 +13,6 @@ from tfreid import viz
 from tfreid.experiments import run_pictures
 from tfreid.viz.gates import _normalized
 from tfreid.viz.ranked import CORRECT_RGB, QUERY_RGB, WRONG_RGB
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def read_png(path) -> np.ndarray:
@@ -240,15 +235,12 @@ def test_cmc_curves_and_plot(tmp_path):
         viz.plot_cmc({}, tmp_path / "e.png")
 
 
-def test_visualize_tool_compares_metrics(tmp_path):
+def test_visualize_tool_compares_metrics(tmp_path, tools):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "metrics.json").write_text(json.dumps(STRIPE_METRICS))
     (tmp_path / "b.json").write_text(json.dumps(CNN_METRICS))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / "visualize.py"),
-                           f"--metrics={tmp_path / 'a'},{tmp_path / 'b.json'}", "--labels=LSTM,CNN",
-                           f"--out={tmp_path / 'out'}"], capture_output=True, text=True, env=env,
-                          timeout=120)
+    proc = tools.run("visualize", f"--metrics={tmp_path / 'a'},{tmp_path / 'b.json'}", "--labels=LSTM,CNN",
+                     f"--out={tmp_path / 'out'}", timeout=120)
     assert proc.returncode == 0, proc.stderr
     read_png(tmp_path / "out" / "cmc.png")
     with pytest.raises(ValueError, match="2 labels for 1 metrics"):
@@ -258,11 +250,11 @@ def test_visualize_tool_compares_metrics(tmp_path):
 # ----------------------------------------------------------------------------- run folders
 
 @pytest.fixture(scope="module")
-def tiny_split(tmp_path_factory):
+def tiny_split(synthetic_data):
     from tfreid.data import synthetic
 
-    return synthetic.load(tmp_path_factory.mktemp("data"), num_train_ids=2, num_test_ids=3,
-                          num_cameras=2, images_per_camera=2, seed=0)
+    return synthetic.load(synthetic_data(num_train_ids=2, num_test_ids=3, num_cameras=2,
+                                         images_per_camera=2))
 
 
 def test_write_run_pictures_stripe_lstm(tmp_path, tiny_split):
@@ -292,14 +284,10 @@ def test_write_run_pictures_stripe_lstm(tmp_path, tiny_split):
     keras.backend.clear_session()
 
 
-def test_write_run_pictures_cnn(tmp_path, tiny_split):
-    import keras
-
-    inputs = keras.Input((32, 16, 3))
-    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+def test_write_run_pictures_cnn(tmp_path, tiny_split, tiny_cnn):
     run = tmp_path / "run"
     run.mkdir()
-    keras.Model(inputs, keras.layers.Dense(4)(x)).save(run / "model.keras")
+    tiny_cnn((32, 16), dim=4).save(run / "model.keras")
     (run / "metrics.json").write_text(json.dumps(CNN_METRICS))
     pictures = run_pictures.write_run_pictures(run, tiny_split, tmp_path / "pics", log=lambda m: None)
     assert [p.name for p in pictures] == ["cmc.png", "ranked_lists.png"]

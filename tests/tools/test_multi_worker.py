@@ -3,20 +3,14 @@ loopback ports): a worker killed mid-run is restarted with the other, both resum
 checkpoints in step, and the run ends with equal weights on both workers."""
 
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tfreid.data import synthetic
-
-ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 4
 
 
@@ -30,16 +24,15 @@ def _free_ports(n):
     return ports
 
 
-def _start(index, ports, data_dir, out, log, *extra):
+def _start(tools, index, ports, data_dir, out, log, *extra):
     cluster = {"cluster": {"worker": [f"localhost:{p}" for p in ports]},
                "task": {"type": "worker", "index": index}}
-    env = {**os.environ, "TF_CONFIG": json.dumps(cluster), "TF_CPP_MIN_LOG_LEVEL": "2",
-           "CUDA_VISIBLE_DEVICES": ""}
-    command = [sys.executable, str(ROOT / "tools" / "train.py"), "--dataset=synthetic",
-               f"--data_dir={data_dir}", f"--out={out}", "--model=cnn", "--weights=none",
-               "--height=64", "--width=32", "--embedding_dim=16", "--p=4", "--k=2",
-               f"--epochs={EPOCHS}", "--steps_per_epoch=2", "--val_ids=4", "--patience=0",
-               "--strategy=multi_worker", *extra]
+    env = tools.env(TF_CONFIG=json.dumps(cluster), CUDA_VISIBLE_DEVICES="")
+    command = tools.command("train", "--dataset=synthetic", f"--data_dir={data_dir}", f"--out={out}",
+                            "--model=cnn", "--weights=none", "--height=64", "--width=32",
+                            "--embedding_dim=16", "--p=4", "--k=2", f"--epochs={EPOCHS}",
+                            "--steps_per_epoch=2", "--val_ids=4", "--patience=0",
+                            "--strategy=multi_worker", *extra)
     return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -50,18 +43,17 @@ def _epochs(out):
 
 
 @pytest.mark.slow
-def test_killed_worker_resumes_in_step_and_workers_end_with_equal_weights(tmp_path):
+def test_killed_worker_resumes_in_step_and_workers_end_with_equal_weights(tmp_path, synthetic_data,
+                                                                           tools):
     import keras
 
     import tfreid.models  # noqa: F401  (registers the layers of the saved models)
 
-    data_dir = tmp_path / "data"
-    synthetic.generate(data_dir, num_train_ids=16, num_test_ids=8, num_cameras=2,
-                       images_per_camera=3)
+    data_dir = synthetic_data(num_train_ids=16, num_test_ids=8, num_cameras=2, images_per_camera=3)
     outs = [tmp_path / f"worker{i}" for i in range(2)]
     logs = [open(tmp_path / f"worker{i}.log", "w") for i in range(2)]
     ports = _free_ports(2)
-    procs = [_start(i, ports, data_dir, outs[i], logs[i]) for i in range(2)]
+    procs = [_start(tools, i, ports, data_dir, outs[i], logs[i]) for i in range(2)]
     try:
         deadline = time.monotonic() + 300
         # Killed after its second epoch, so that both workers hold a checkpoint to resume from.
@@ -84,7 +76,7 @@ def test_killed_worker_resumes_in_step_and_workers_end_with_equal_weights(tmp_pa
     assert not any((out / "metrics.json").exists() for out in outs)
 
     ports = _free_ports(2)
-    procs = [_start(i, ports, data_dir, outs[i], logs[i], "--resume") for i in range(2)]
+    procs = [_start(tools, i, ports, data_dir, outs[i], logs[i], "--resume") for i in range(2)]
     try:
         codes = [p.wait(timeout=420) for p in procs]
     finally:

@@ -1,10 +1,6 @@
 """Feature extraction over a small CUHK03-pair-1-layout folder written by the test."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,7 +11,6 @@ from tfreid.data import datasets
 from tfreid.features import ColorNamesConfig, color_names_bow, extract, lomo
 
 RNG = np.random.default_rng(0)
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -87,18 +82,15 @@ def test_extract_errors(folder, table):
         extract.image_dataset([str(folder / "nothing.jpg")], {"x": (8, 8)})
 
 
-def test_tool_fits_codebook_and_writes_npz(folder, tmp_path):
+def test_tool_fits_codebook_and_writes_npz(folder, tmp_path, tools):
     table_path = tmp_path / "w2c.npy"
     t = RNG.random((32768, 11)).astype(np.float32)
     np.save(table_path, t / t.sum(1, keepdims=True))
     out = tmp_path / "out.npz"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "extract_features.py"), "--dataset=cuhk03_pair1",
-         f"--data_dir={folder}", "--features=lomo,cn", f"--out={out}", "--batch_size=8",
-         f"--w2c={table_path}", "--num_words=5", "--codebook_images=4", "--seed=1",
-         f"--save_codebook={tmp_path / 'codebook.npy'}"],
-        capture_output=True, text=True, env=env, timeout=300)
+    result = tools.run("extract_features", "--dataset=cuhk03_pair1", f"--data_dir={folder}",
+                       "--features=lomo,cn", f"--out={out}", "--batch_size=8", f"--w2c={table_path}",
+                       "--num_words=5", "--codebook_images=4", "--seed=1",
+                       f"--save_codebook={tmp_path / 'codebook.npy'}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Wrote" in result.stdout
     loaded = extract.load_features(out)

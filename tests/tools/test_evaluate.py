@@ -3,9 +3,6 @@ measured metrics, then reproduced by the tool with --check_card)."""
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,21 +10,15 @@ import pytest
 from tfreid import publish, zoo
 from tfreid.data import datasets
 from tfreid.data.records import arrays
-from tfreid.data.synthetic import generate
 from tfreid.evaluation import distance_matrix, evaluate
 from tfreid.model_eval import compare_summaries, evaluate_model, query_counts, summarize
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_zoo import make_run  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, synthetic_data, make_run):
     tmp = tmp_path_factory.mktemp("evaluate")
-    data = generate(tmp / "syn", num_train_ids=3, num_test_ids=5, num_cameras=2,
-                    images_per_camera=2, size=(32, 16), seed=0)
+    data = synthetic_data(num_train_ids=3, num_test_ids=5, num_cameras=2, images_per_camera=2,
+                          size=(32, 16))
     home = tmp / "home"
     old = os.environ.get("TFREID_HOME")
     os.environ["TFREID_HOME"] = str(home)
@@ -62,15 +53,12 @@ def test_card_metrics_match_a_reference_evaluation(setup, monkeypatch):
     assert "--zoo=tiny_eval" in zoo_metrics["command"] and "--check_card" in zoo_metrics["command"]
 
 
-def test_tool_reproduces_card_and_writes_json(setup):
+def test_tool_reproduces_card_and_writes_json(setup, tools):
     tmp, data, home, card = setup
     out = tmp / "eval.json"
-    env = {**os.environ, "TFREID_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "evaluate.py"), "--zoo=tiny_eval",
-         f"--data_dir={data}", "--check_card", "--ap=market", "--single_shot_draws=10",
-         f"--out_json={out}"],
-        capture_output=True, text=True, env=env, cwd=tmp, timeout=300)
+    proc = tools.run("evaluate", "--zoo=tiny_eval", f"--data_dir={data}", "--check_card", "--ap=market",
+                     "--single_shot_draws=10", f"--out_json={out}", env=tools.env(TFREID_HOME=str(home)),
+                     cwd=tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "card metrics reproduced" in proc.stdout and "all-gallery" in proc.stdout
     result = json.loads(out.read_text())

@@ -1,41 +1,29 @@
 """tools/train.py end to end on synthetic data: a run killed mid-training resumes with --resume."""
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from tfreid.data import synthetic
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    synthetic.generate(root, num_train_ids=16, num_test_ids=8, num_cameras=2, images_per_camera=3)
-    return root
+def data_dir(synthetic_data):
+    return synthetic_data(num_train_ids=16, num_test_ids=8, num_cameras=2, images_per_camera=3)
 
 
-def _command(data_dir, out, *extra):
-    return [sys.executable, str(ROOT / "tools" / "train.py"), "--dataset=synthetic",
-            f"--data_dir={data_dir}", f"--out={out}", "--model=siamese_lstm", "--features=lomo",
-            "--hidden_units=4", "--val_ids=4", "--epochs=3", "--patience=0", "--seed=0", *extra]
+def _args(data_dir, out, *extra):
+    return ["--dataset=synthetic", f"--data_dir={data_dir}", f"--out={out}", "--model=siamese_lstm",
+            "--features=lomo", "--hidden_units=4", "--val_ids=4", "--epochs=3", "--patience=0",
+            "--seed=0", *extra]
 
 
-def _env():
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-
-
-def test_killed_run_resumes_from_its_last_checkpoint(data_dir, tmp_path):
+@pytest.mark.slow
+def test_killed_run_resumes_from_its_last_checkpoint(data_dir, tmp_path, tools):
     out = tmp_path / "run"
-    proc = subprocess.Popen(_command(data_dir, out), env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(tools.command("train", *_args(data_dir, out)), env=tools.env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first_checkpoint = out / "lomo" / "checkpoints" / "checkpoint"
     deadline = time.monotonic() + 240
     while not first_checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -47,11 +35,10 @@ def test_killed_run_resumes_from_its_last_checkpoint(data_dir, tmp_path):
     assert done_before < 3, "the run finished before it could be killed; the test proves nothing"
     assert not (out / "metrics.json").exists()
 
-    refused = subprocess.run(_command(data_dir, out), env=_env(), capture_output=True, text=True)
+    refused = tools.run("train", *_args(data_dir, out), timeout=None)
     assert refused.returncode != 0 and "--resume" in (refused.stdout + refused.stderr)
 
-    resumed = subprocess.run(_command(data_dir, out, "--resume"), env=_env(), capture_output=True,
-                             text=True, timeout=600)
+    resumed = tools.run("train", *_args(data_dir, out, "--resume"), timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     history = [json.loads(line) for line in history_file.read_text().splitlines()]
     assert [h["epoch"] for h in history] == [0, 1, 2]
@@ -62,21 +49,21 @@ def test_killed_run_resumes_from_its_last_checkpoint(data_dir, tmp_path):
     assert (out / "model.keras").exists()
 
 
-def test_resume_with_other_settings_is_refused(data_dir, tmp_path):
+def test_resume_with_other_settings_is_refused(data_dir, tmp_path, tools):
     out = tmp_path / "run"
     out.mkdir()
     started = {"dataset": "synthetic", "model": "siamese_lstm", "hidden_units": 8, "epochs": 3,
                "features": ["lomo"], "seed": 0, "val_ids": 4, "patience": 0, "data_dir": "elsewhere"}
     (out / "flags.json").write_text(json.dumps(started))
-    refused = subprocess.run(_command(data_dir, out, "--resume", "--epochs=5"), env=_env(),
-                             capture_output=True, text=True, timeout=120)
+    refused = tools.run("train", *_args(data_dir, out, "--resume", "--epochs=5"), timeout=120)
     message = refused.stdout + refused.stderr
     # hidden_units differs (4 now); epochs and data_dir may change on a resume.
     assert refused.returncode != 0 and "--hidden_units: 8 -> 4" in message
     assert "--epochs" not in message.split("(")[1].split(")")[0] and "data_dir:" not in message
 
 
-def test_bad_image_files_are_listed_before_training_or_skipped(data_dir, tmp_path):
+@pytest.mark.slow
+def test_bad_image_files_are_listed_before_training_or_skipped(data_dir, tmp_path, tools):
     import shutil
 
     data = tmp_path / "data"
@@ -86,15 +73,13 @@ def test_bad_image_files_are_listed_before_training_or_skipped(data_dir, tmp_pat
     truncated.write_bytes(truncated.read_bytes()[:100])
     empty.write_bytes(b"")
     out = tmp_path / "run"
-    refused = subprocess.run(_command(data, out), env=_env(), capture_output=True, text=True,
-                             timeout=300)
+    refused = tools.run("train", *_args(data, out))
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert str(truncated) in refused.stderr and str(empty) in refused.stderr
     assert "--skip_bad_images" in refused.stderr
     assert not (out / "flags.json").exists()       # nothing started: --out stays reusable
 
-    done = subprocess.run(_command(data, out, "--skip_bad_images", "--epochs=1"), env=_env(),
-                          capture_output=True, text=True, timeout=600)
+    done = tools.run("train", *_args(data, out, "--skip_bad_images", "--epochs=1"), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     skipped = json.loads((out / "skipped_images.json").read_text())
     assert set(skipped) == {str(truncated), str(empty)}

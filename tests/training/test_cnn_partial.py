@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tfreid import losses
-from tfreid.data import datasets, synthetic
+from tfreid.data import synthetic
 from tfreid.data.pipeline import load_image
 from tfreid.data.records import arrays, train_val_test_parts
 from tfreid.models.embedding import build_embedding_model
@@ -44,10 +44,9 @@ def images():
 
 
 @pytest.fixture(scope="module")
-def parts(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    synthetic.generate(root, num_train_ids=8, num_test_ids=2, num_cameras=2, images_per_camera=2)
-    return train_val_test_parts(datasets.build("synthetic", root), num_val_ids=2, seed=0)
+def parts(synthetic_data):
+    root = synthetic_data(num_train_ids=8, num_test_ids=2, num_cameras=2, images_per_camera=2)
+    return train_val_test_parts(synthetic.load(root), num_val_ids=2, seed=0)
 
 
 @pytest.mark.parametrize("cut, adds", [("block_16_expand", []),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import re
 from pathlib import Path
 
@@ -184,11 +183,9 @@ def test_cuhk03_pair1_errors(tmp_path):
         datasets.build("cuhk03_pair1", tmp_path / "cuhk03_pair1" / "detected" / "train")
 
 
-def test_cuhk03_pair1_real_data():
-    root = os.environ.get("TFREID_DATA")
-    if not root or not (Path(root) / "cuhk03_pair1" / "detected").is_dir():
-        pytest.skip("TFREID_DATA is unset or has no cuhk03_pair1/detected")
-    split = datasets.build("cuhk03_pair1", root)
+@pytest.mark.data("cuhk03_pair1/detected")
+def test_cuhk03_pair1_real_data(data_root):
+    split = datasets.build("cuhk03_pair1", data_root)
     assert len({r.pid for r in split.train}) == 743 and len(split.train) == 7239
     val = split.query + split.gallery
     assert len({r.pid for r in val}) == 100 and len(val) == 938

@@ -1,8 +1,5 @@
 """Colour Names stripe bag of words against loop-based numpy references."""
 
-import os
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
@@ -17,11 +14,10 @@ RNG = np.random.default_rng(0)
 CONFIG = ColorNamesConfig(height=16, width=12, num_stripes=3, assignment="soft", knn=3, sigma=0.2)
 
 
-def real_table():
-    root = os.environ.get("TFREID_DATA")
-    if not root or not (Path(root) / "colornames").is_dir():
-        pytest.skip("TFREID_DATA with colornames/ is not set: real w2c table unavailable")
-    return load_w2c(data_dir=root)
+@pytest.fixture(scope="module")
+def real_table(data_root):
+    """The w2c table of van de Weijer et al. under $TFREID_DATA/colornames/."""
+    return load_w2c(data_dir=data_root)
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +66,9 @@ def test_index_formula_on_known_pixels():
     np.testing.assert_array_equal(w2c_index(tf.constant(pixels)).numpy(), want)
 
 
-def test_real_table_names_of_pure_colours():
-    table = real_table()
+@pytest.mark.data("colornames")
+def test_real_table_names_of_pure_colours(real_table):
+    table = real_table
     np.testing.assert_allclose(table.sum(1), 1.0, atol=1e-4)
     image = np.array([[[[255, 0, 0], [255, 255, 255], [0, 0, 0], [0, 0, 255]]]], np.uint8)
     names = cn.pixel_color_names(tf.constant(image, tf.int32), table).numpy()[0, 0]
@@ -174,9 +171,9 @@ def test_layer_tf_data_keras_and_saving_agree(tmp_path, table, codebook):
     assert restored_layer.compute_output_shape((None, 40, 30, 3)) == (None, 3, 7)
 
 
-def test_default_layer_shape_on_real_table():
-    table = real_table()
-    layer = ColorNamesLayer(table=table, codebook=RNG.dirichlet(np.ones(11), 350))
+@pytest.mark.data("colornames")
+def test_default_layer_shape_on_real_table(real_table):
+    layer = ColorNamesLayer(table=real_table, codebook=RNG.dirichlet(np.ones(11), 350))
     out = layer(RNG.integers(0, 256, (2, 128, 48, 3)).astype(np.uint8))
     assert out.shape == (2, 16, 350)
     np.testing.assert_allclose(np.linalg.norm(out.numpy(), axis=-1), 1.0, rtol=1e-5)

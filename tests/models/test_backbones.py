@@ -434,16 +434,8 @@ def test_backbone_names():
 # ----------------------------------------------------------------------------- real weights
 
 
-def _real_weights():
-    root = os.environ.get("TFREID_WEIGHTS")
-    path = os.path.join(root, conv.WEIGHTS_FILENAME) if root else None
-    if not path or not os.path.isfile(path):
-        pytest.skip(f"set TFREID_WEIGHTS to a folder holding {conv.WEIGHTS_FILENAME}")
-    return path
-
-
-def test_real_weights_expect_imagenet_normalised_inputs():
-    sd = load_state_dict(_real_weights())
+def test_real_weights_expect_imagenet_normalised_inputs(mobilenetv2_weights):
+    sd = load_state_dict(mobilenetv2_weights)
     assert len(sd) == 312
     assert sum(v.size for k, v in sd.items() if "num_batches" not in k) == 2_257_984
     # The first BN's moving mean is W @ E[input]: solving for E[input] gives the training
@@ -453,12 +445,10 @@ def test_real_weights_expect_imagenet_normalised_inputs():
     assert np.all(np.abs(implied) < 0.1), implied
 
 
-def test_real_weights_bn_statistics_on_natural_images():
-    path = _real_weights()
-    data = os.environ.get("TFREID_DATA")
-    folder = os.path.join(data, "cuhk03_pair1", "detected", "train") if data else None
-    if not folder or not os.path.isdir(folder):
-        pytest.skip("set TFREID_DATA to the data folder holding cuhk03_pair1/detected/train")
+@pytest.mark.data("cuhk03_pair1/detected/train")
+def test_real_weights_bn_statistics_on_natural_images(mobilenetv2_weights, data_root):
+    path = mobilenetv2_weights
+    folder = os.path.join(data_root, "cuhk03_pair1", "detected", "train")
     from tfreid.data.pipeline import load_image
     files = sorted(os.listdir(folder))[::200][:32]
     images = np.stack([load_image(os.path.join(folder, f), (256, 128)).numpy() for f in files])

@@ -10,9 +10,9 @@ from tfreid.training.stripes import StripeTrainConfig, ViewSplit, build_stripe_m
 
 
 @pytest.fixture(scope="module")
-def lomo_parts(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    split = synthetic.load(root, num_train_ids=40, num_test_ids=30, num_cameras=2, images_per_camera=3)
+def lomo_parts(synthetic_data):
+    split = synthetic.load(synthetic_data(num_train_ids=40, num_test_ids=30, num_cameras=2,
+                                          images_per_camera=3))
     parts = train_val_test_parts(split, num_val_ids=10, seed=0)
     layer = LomoLayer(output="rows", normalize="row")
     out = {}
@@ -27,6 +27,7 @@ def _view(parts, query, gallery):
     return ViewSplit(q, g, qp, gp, qc, gc)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("objective", ["contrastive", "rank_triplet"])
 def test_training_lowers_the_loss_and_beats_the_untrained_network(lomo_parts, tmp_path, objective):
     config = StripeTrainConfig(hidden_units=16, epochs=6, patience=0, learning_rate=1e-3,
@@ -61,11 +62,11 @@ def test_mlp_units_sets_the_baseline_width():
         StripeTrainConfig(architecture="mlp", mlp_units=0)
 
 
-def test_feature_cache_is_reused_only_for_the_same_images(tmp_path):
+def test_feature_cache_is_reused_only_for_the_same_images(tmp_path, synthetic_data):
     from tfreid.experiments.stripes import ChannelSpec, _channel_features
 
-    split = synthetic.load(tmp_path / "data", num_train_ids=8, num_test_ids=4, num_cameras=2,
-                           images_per_camera=2)
+    split = synthetic.load(synthetic_data(num_train_ids=8, num_test_ids=4, num_cameras=2,
+                                          images_per_camera=2))
     messages = []
     first = _channel_features("lomo", ChannelSpec(), train_val_test_parts(split, 2, 0), tmp_path / "run",
                               0, messages.append)[1]
@@ -80,13 +81,14 @@ def test_feature_cache_is_reused_only_for_the_same_images(tmp_path):
     assert len(changed["train"]) == len(other_holdout["train"]) != len(first["train"])
 
 
-def test_transfer_starts_from_the_source_weights_and_reuses_its_feature_layer(tmp_path):
+@pytest.mark.slow
+def test_transfer_starts_from_the_source_weights_and_reuses_its_feature_layer(tmp_path, synthetic_data):
     import numpy as np
 
     from tfreid.experiments.stripes import run_stripe_experiment
 
-    split = synthetic.load(tmp_path / "data", num_train_ids=12, num_test_ids=6, num_cameras=2,
-                           images_per_camera=2)
+    split = synthetic.load(synthetic_data(num_train_ids=12, num_test_ids=6, num_cameras=2,
+                                          images_per_camera=2))
     config = StripeTrainConfig(hidden_units=4, epochs=1, patience=0, batch_size=16, seed=0)
     quiet = dict(channels=["lomo"], num_val_ids=3, log=lambda s: None)
     run_stripe_experiment(split, config, tmp_path / "source", **quiet)
