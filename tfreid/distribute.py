@@ -12,7 +12,7 @@ Strategies (`make_strategy`, the `--strategy` flag of tools/train.py):
     checkpoints, history, model; the models are equal). A worker that dies makes the others fail
     in their next collective (TensorFlow's health check); restart every worker with --resume:
     they agree on the last epoch all of them checkpointed (`min_across_workers`) and continue
-    from it in step (tests/test_multi_worker.py kills one of two real workers).
+    from it in step (tests/tools/test_multi_worker.py kills one of two real workers).
 
 The global batch. A P x K batch of B images is split into B / N images per replica. The list-wise
 losses (Rank-Triplet ranks every image against the WHOLE batch; batch-hard, triplet, quadruplet

@@ -6,7 +6,7 @@ people), upper-body pattern (plain, horizontal/vertical stripes, checks), sleeve
 length, bag and body shape. Each camera has its own illumination, colour cast, gamma, blur,
 noise, background, preferred viewpoint (front / back / side) and framing (scale, shift); each
 image adds pose, jitter, lighting changes and sometimes an occluder. The result is learnable but
-not trivial: raw-pixel Euclidean matching is far from perfect (see tests/test_synthetic.py).
+not trivial: raw-pixel Euclidean matching is far from perfect (see tests/data/test_synthetic.py).
 
 Everything is a function of (seed, kind, ids): identity k looks the same whatever
 `num_train_ids` is, and the same seed gives byte-identical files.

@@ -7,7 +7,7 @@ s = W_M^T [h_1; ...; h_R] (W_M of size R·n × R·n, linear) is the embedding. T
 with the same weights make the siamese model (`tfreid.models.siamese.build_siamese`); its gates
 are read out by `tfreid.models.lstm_gates`.
 
-Choices the paper leaves open (documented here, tested in tests/test_siamese_lstm.py):
+Choices the paper leaves open (documented here, tested in tests/models/test_siamese_lstm.py):
 - W_M has no bias: a bias is added to both s_p and s_q and cancels in s_p - s_q, so it could
   never receive a gradient.
 - Every weight matrix (LSTM kernel, recurrent kernel, W_M) is drawn from U[-a, a] with the
