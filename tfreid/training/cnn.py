@@ -39,9 +39,8 @@ from tfreid.evaluation import distance_matrix, evaluate
 from tfreid.models.embedding import build_embedding_model
 from tfreid.models.split import split_embedding_model
 from tfreid.training import prefix_cache
-from tfreid.progress import bar as progress_bar
 from tfreid.rundir import RunDir
-from tfreid.training.loop import EarlyStopping, ResumableLoop
+from tfreid.training.loop import EarlyStopping, ResumableLoop, epoch_means
 
 CNN_LOSSES = ("classification", "contrastive", "triplet", "quadruplet", "batch_hard",
               "rank_triplet_baseline", "rank_triplet")
@@ -250,15 +249,11 @@ def train_cnn(config: CNNTrainConfig, train: Sequence[ImageRecord], val_query: S
         epoch_batches = _cached_batches(config, prefix, paths, labels, RunDir(out_dir), log)
 
     def train_epoch(epoch: int) -> dict:
-        progbar = progress_bar(steps, "step", log)
-        sums = np.zeros(4)
-        for step, (inputs, batch_labels) in enumerate(epoch_batches(epoch).take(steps)):
-            values = train_step(inputs, tf.cast(batch_labels, tf.int32))
-            sums += [float(v) for v in values]
-            progbar.update(step + 1, [("loss", float(values[0]))])
-        mean = sums / steps
-        return {"loss": mean[0], "train_batch_map": mean[1], "train_batch_r1": mean[2],
-                "train_batch_misranked": mean[3], "learning_rate": float(optimizer.learning_rate)}
+        batches = ((inputs, tf.cast(batch_labels, tf.int32))
+                   for inputs, batch_labels in epoch_batches(epoch).take(steps))
+        means = epoch_means(batches, train_step, ["loss", "train_batch_map", "train_batch_r1",
+                                                  "train_batch_misranked"], steps, log)
+        return {**means, "learning_rate": float(optimizer.learning_rate)}
 
     if prefix is None:
         def rank_validation():

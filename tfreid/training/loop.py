@@ -14,14 +14,41 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from tfreid.progress import bar as progress_bar
 from tfreid.rundir import RunDir
 
 EpochFn = Callable[[int], Mapping[str, float]]
+
+
+def epoch_means(batches: Iterable[tuple], step: Callable, names: Sequence[str], total: int,
+                log: Callable[[str], None] = print) -> dict[str, float]:
+    """One training epoch of every trainer: `step(*batch)` on each batch, with a progress bar.
+
+    Args:
+      batches: the epoch's batches, each a tuple of step arguments (at most `total` are used).
+      step: batch -> one scalar or a sequence of scalars, named by `names` (the first: "loss").
+      names: the names of the step's values.
+      total: batches in the epoch (for the progress bar).
+
+    Returns:
+      {name: mean over the epoch's batches}.
+    """
+    progbar = progress_bar(total, "step", log, stateful_metrics=[names[0]])
+    sums, done = np.zeros(len(names)), 0
+    for batch in batches:
+        if done == total:
+            break
+        values = step(*batch)
+        sums += [float(v) for v in (values if isinstance(values, (tuple, list)) else (values,))]
+        done += 1
+        progbar.update(done, [(names[0], sums[0] / done)])
+    return dict(zip(names, (sums / max(done, 1)).tolist()))
 
 
 def _checkpoint_number(path: str) -> int:

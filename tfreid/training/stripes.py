@@ -29,8 +29,7 @@ from tfreid.models.mlp_baseline import build_stripe_mlp
 from tfreid.models.optimizer import siamese_optimizer
 from tfreid.models.siamese import build_siamese
 from tfreid.models.stripe_lstm import build_stripe_lstm
-from tfreid.progress import bar as progress_bar
-from tfreid.training.loop import EarlyStopping, ResumableLoop
+from tfreid.training.loop import EarlyStopping, ResumableLoop, epoch_means
 
 ARCHITECTURES = ("lstm", "mlp")
 OBJECTIVES = ("contrastive", "rank_triplet", "rank_triplet_baseline", "batch_hard")
@@ -184,22 +183,17 @@ def train_stripe_model(config: StripeTrainConfig, train_features: np.ndarray, tr
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
 
+    labels_all = np.asarray(train_pids, np.int32)
+
     def train_epoch(epoch: int) -> dict:
-        progbar = progress_bar(steps_per_epoch, "step", log, stateful_metrics=["loss"])
-        total, steps = 0.0, 0
         if config.objective == "contrastive":
-            for (x_i, x_j), label in sampler.dataset(epoch):
-                total += float(pair_step(x_i, x_j, label))
-                steps += 1
-                progbar.update(steps, [("loss", total / steps)])
+            batches = ((x_i, x_j, label) for (x_i, x_j), label in sampler.dataset(epoch))
+            means = epoch_means(batches, pair_step, ["loss"], steps_per_epoch, log)
         else:
-            labels_all = np.asarray(train_pids, np.int32)
-            for index in pk_sampler.epoch(epoch):
-                total += float(list_step(tf.constant(index), tf.constant(labels_all[index])))
-                steps += 1
-                progbar.update(steps, [("loss", total / steps)])
-        return {"loss": total / max(steps, 1),
-                "learning_rate": float(optimizer.learning_rate)}
+            batches = ((tf.constant(index), tf.constant(labels_all[index]))
+                       for index in pk_sampler.epoch(epoch))
+            means = epoch_means(batches, list_step, ["loss"], steps_per_epoch, log)
+        return {**means, "learning_rate": float(optimizer.learning_rate)}
 
     def validate(epoch: int) -> dict:
         result = rank_split(model, validation)
