@@ -5,6 +5,7 @@
   metrics.json          the test report, written when training ends
   model.keras           the trained model: raw images -> embedding(s)
   training_index.png    CNN runs: the online training index per epoch (paper Fig. 5)
+  pictures/             tools/visualize.py's pictures of the run (its default --out)
   cache/                CNN partial fine-tuning: cached prefix maps (tfreid.training.prefix_cache)
   features/             stripe runs: cached features per channel, Color Names codebook
   <channel>/            stripe runs: one sub-run per feature channel (lomo, cn), each with
@@ -51,6 +52,11 @@ class RunDir:
     @property
     def model(self) -> Path:
         return self.path / "model.keras"
+
+    @property
+    def pictures(self) -> Path:
+        """Default folder of tools/visualize.py's pictures of the run."""
+        return self.path / "pictures"
 
     @property
     def training_index(self) -> Path:

@@ -48,11 +48,11 @@ from typing import Sequence
 
 import numpy as np
 
+from tfreid.data.layout import IMAGE_SUFFIXES
 from tfreid.rundir import RunDir
 
 FORMAT_VERSION = 1
 METRICS = ("euclidean", "cosine")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 NO_ID = -1  # pid / camid of an entry added without ids (pid -1 is junk in evaluation)
 
 

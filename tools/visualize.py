@@ -43,7 +43,7 @@ def main(argv):
     if FLAGS.out:
         out = Path(FLAGS.out)
     elif FLAGS.run:
-        out = Path(FLAGS.run) / "pictures"
+        out = RunDir(FLAGS.run).pictures
     else:
         raise UserError("--out is required with --metrics alone")
     pictures = []

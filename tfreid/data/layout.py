@@ -17,7 +17,10 @@ import numpy as np
 from tfreid.data.records import ImageRecord
 
 # Files with other suffixes (e.g. Market-1501's stray `Thumbs.db`) are ignored, not errors.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff"})
+# Image files, by suffix, wherever a folder is scanned (datasets, gallery folders): what
+# tfreid.images reads.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif",
+                            ".tiff"})
 
 
 def require_dir(path: str | os.PathLike, what: str) -> Path:
