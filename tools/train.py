@@ -34,6 +34,14 @@ train_flags.define()
 cli.define_dataset_flags()
 
 
+def _given_or_default() -> dict:
+    """The flags whose default depends on the model (left unset: None), as config keywords
+    when given; unset ones are left out, so the config dataclass's own default applies."""
+    given = {"margin": FLAGS.margin, "learning_rate": FLAGS.learning_rate, "epochs": FLAGS.epochs,
+             "patience": FLAGS.patience}
+    return {name: value for name, value in given.items() if value is not None}
+
+
 def _stripe_settings():
     """(StripeTrainConfig, ChannelSpec) of the flags; raises on a bad value, before any work."""
     from tfreid import paths
@@ -51,12 +59,8 @@ def _stripe_settings():
         architecture="lstm" if FLAGS.model == "siamese_lstm" else "mlp",
         hidden_units=FLAGS.hidden_units, lstm_mode=FLAGS.lstm_mode, mlp_layers=FLAGS.mlp_layers,
         mlp_units=FLAGS.mlp_units, mlp_activation=FLAGS.mlp_activation, objective=FLAGS.objective,
-        margin=0.5 if FLAGS.margin is None else FLAGS.margin,
-        learning_rate=1e-3 if FLAGS.learning_rate is None else FLAGS.learning_rate,
         lr_decay=FLAGS.lr_decay, batch_size=FLAGS.batch_size, pk_p=FLAGS.p, pk_k=FLAGS.k,
-        epochs=20 if FLAGS.epochs is None else FLAGS.epochs,
-        patience=5 if FLAGS.patience is None else FLAGS.patience,
-        negatives_per_positive=FLAGS.negatives_per_positive, seed=FLAGS.seed)
+        negatives_per_positive=FLAGS.negatives_per_positive, seed=FLAGS.seed, **_given_or_default())
     table = None
     if "cn" in FLAGS.features:
         table = str(paths.colornames_table(FLAGS.colornames, FLAGS.data_dir))
@@ -78,12 +82,9 @@ def _cnn_config():
     return CNNTrainConfig(
         backbone=FLAGS.backbone, weights=None if FLAGS.weights == "none" else FLAGS.weights,
         height=FLAGS.height, width=FLAGS.width, embedding_dim=FLAGS.embedding_dim, loss=FLAGS.loss,
-        margin=FLAGS.margin, p=FLAGS.p, k=FLAGS.k,
-        learning_rate=1e-4 if FLAGS.learning_rate is None else FLAGS.learning_rate,
-        weight_decay=FLAGS.weight_decay, lr_step_epochs=FLAGS.lr_step_epochs,
-        epochs=200 if FLAGS.epochs is None else FLAGS.epochs,
-        steps_per_epoch=FLAGS.steps_per_epoch,
-        patience=0 if FLAGS.patience is None else FLAGS.patience, seed=FLAGS.seed,
+        p=FLAGS.p, k=FLAGS.k, weight_decay=FLAGS.weight_decay,
+        lr_step_epochs=FLAGS.lr_step_epochs, steps_per_epoch=FLAGS.steps_per_epoch, seed=FLAGS.seed,
+        **_given_or_default(),
         train_from=FLAGS.train_from or None, strategy=FLAGS.strategy,
         mixed_precision=FLAGS.mixed_precision or None)
 
