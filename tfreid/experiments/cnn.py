@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from tfreid import viz, zoo
 from tfreid.data.records import ReIDSplit, arrays, train_val_test_parts
 from tfreid.evaluation import distance_matrix
 from tfreid.evaluation.rerank import k_reciprocal_features
 from tfreid.model_eval import embed_test_images
-from tfreid.serving import EmbeddingModel, load_keras_model
 from tfreid.training.cnn import CNNTrainConfig, train_cnn
 from tfreid.evaluation.report import format_report, test_report
 from tfreid.rundir import RunDir
@@ -31,8 +31,6 @@ def run_cnn_experiment(split: ReIDSplit, config: CNNTrainConfig, out_dir: str | 
       The metrics dict also written to out_dir/metrics.json ("test", "test_reranked",
       "epochs", "train_seconds_this_run", "config").
     """
-    from tfreid import viz
-
     out_dir = Path(out_dir)
     parts = train_val_test_parts(split, num_val_ids, config.seed)
     start = time.perf_counter()
@@ -45,8 +43,7 @@ def run_cnn_experiment(split: ReIDSplit, config: CNNTrainConfig, out_dir: str | 
     q_paths, q_pids, q_cams = arrays(parts["query"])
     g_paths, g_pids, g_cams = arrays(parts["gallery"])
     # The saved model on the test image files, as tools/evaluate.py sees it (raw embedding).
-    (_, q_raw), (_, g_raw) = embed_test_images(EmbeddingModel(load_keras_model(run.model)),
-                                               q_paths, g_paths)
+    (_, q_raw), (_, g_raw) = embed_test_images(zoo.from_run(out_dir), q_paths, g_paths)
     (q_emb,), (g_emb,) = q_raw.values(), g_raw.values()
     metrics = {
         "dataset": split.name,

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfreid import zoo
 from tfreid.data.records import ReIDSplit, arrays, train_val_test_parts
 from tfreid.evaluation import distance_matrix
 from tfreid.evaluation.protocols import fuse_scores
@@ -31,7 +32,6 @@ from tfreid.evaluation.report import format_report, test_report
 from tfreid.model_eval import embed_test_images
 from tfreid.models.stripe_deploy import build_deploy_model, embedding_name, stripe_branches
 from tfreid.rundir import RunDir
-from tfreid.serving import EmbeddingModel, load_keras_model
 from tfreid.training.stripes import StripeTrainConfig, ViewSplit, train_stripe_model
 
 CHANNELS = ("lomo", "cn")
@@ -221,8 +221,8 @@ def run_stripe_experiment(split: ReIDSplit, config: StripeTrainConfig, out_dir: 
     deploy = build_deploy_model(layers, models)
     deploy.save(run.model)
     # The test report: the saved model on the test image files, as tools/evaluate.py sees it.
-    (_, q_raw), (_, g_raw) = embed_test_images(EmbeddingModel(load_keras_model(run.model)),
-                                               arrays(parts["query"])[0], arrays(parts["gallery"])[0])
+    (_, q_raw), (_, g_raw) = embed_test_images(zoo.from_run(out_dir), arrays(parts["query"])[0],
+                                               arrays(parts["gallery"])[0])
     for channel in channels:
         test_dists[channel] = distance_matrix(q_raw[channel], g_raw[channel])
         metrics["channels"][channel] = {
