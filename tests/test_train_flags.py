@@ -36,3 +36,26 @@ def test_every_committed_card_records_only_flags_of_the_table():
     for path in sorted((ROOT / "zoo" / "cards").glob("*.json")):
         card = json.loads(path.read_text())
         assert set(card["training"].get("flags", {})) <= names, path.name
+
+
+def test_no_flag_default_disagrees_with_a_config_field_of_its_name():
+    """A shared flag whose default depends on the model is None (the dataclass decides); a
+    group's own flag may carry a default only if it equals its config field's."""
+    import dataclasses
+
+    from tfreid.training.cnn import CNNTrainConfig
+    from tfreid.training.stripes import StripeTrainConfig
+
+    configs = {"stripe": [StripeTrainConfig], "cnn": [CNNTrainConfig],
+               "shared": [StripeTrainConfig, CNNTrainConfig]}
+    for flag in train_flags.FLAGS_TABLE:
+        if flag.default is None:
+            continue
+        for config in configs[flag.group]:
+            field = {f.name: f for f in dataclasses.fields(config)}.get(flag.name)
+            if field is None:
+                continue
+            config_default = field.default
+            if flag.kind in ("string", "enum") and config_default is None:
+                continue  # "" / "none" on the command line spell the config's None
+            assert flag.default == config_default, (flag.name, config.__name__)

@@ -48,8 +48,9 @@ FLAGS_TABLE = (
          "1e-4 cnn)."),
     Flag("shared", "margin", "float", None, "Loss margin (default: 0.5 stripe contrastive, loss "
          "default for cnn)."),
-    Flag("shared", "p", "integer", 32, "Identities per P x K batch."),
-    Flag("shared", "k", "integer", 4, "Images per identity in a P x K batch."),
+    Flag("shared", "p", "integer", None, "Identities per P x K batch (default: 16 stripe list "
+         "objectives, 32 cnn)."),
+    Flag("shared", "k", "integer", None, "Images per identity in a P x K batch (default: 4)."),
     # Stripe models
     Flag("stripe", "features", "list", ["lomo", "cn"], "Feature channels, one network each, "
          "score-fused."),

@@ -38,7 +38,7 @@ def _given_or_default() -> dict:
     """The flags whose default depends on the model (left unset: None), as config keywords
     when given; unset ones are left out, so the config dataclass's own default applies."""
     given = {"margin": FLAGS.margin, "learning_rate": FLAGS.learning_rate, "epochs": FLAGS.epochs,
-             "patience": FLAGS.patience}
+             "patience": FLAGS.patience, "p": FLAGS.p, "k": FLAGS.k}
     return {name: value for name, value in given.items() if value is not None}
 
 
@@ -59,7 +59,7 @@ def _stripe_settings():
         architecture="lstm" if FLAGS.model == "siamese_lstm" else "mlp",
         hidden_units=FLAGS.hidden_units, lstm_mode=FLAGS.lstm_mode, mlp_layers=FLAGS.mlp_layers,
         mlp_units=FLAGS.mlp_units, mlp_activation=FLAGS.mlp_activation, objective=FLAGS.objective,
-        lr_decay=FLAGS.lr_decay, batch_size=FLAGS.batch_size, pk_p=FLAGS.p, pk_k=FLAGS.k,
+        lr_decay=FLAGS.lr_decay, batch_size=FLAGS.batch_size,
         negatives_per_positive=FLAGS.negatives_per_positive, seed=FLAGS.seed, **_given_or_default())
     table = None
     if "cn" in FLAGS.features:
@@ -82,7 +82,7 @@ def _cnn_config():
     return CNNTrainConfig(
         backbone=FLAGS.backbone, weights=None if FLAGS.weights == "none" else FLAGS.weights,
         height=FLAGS.height, width=FLAGS.width, embedding_dim=FLAGS.embedding_dim, loss=FLAGS.loss,
-        p=FLAGS.p, k=FLAGS.k, weight_decay=FLAGS.weight_decay,
+        weight_decay=FLAGS.weight_decay,
         lr_step_epochs=FLAGS.lr_step_epochs, steps_per_epoch=FLAGS.steps_per_epoch, seed=FLAGS.seed,
         **_given_or_default(),
         train_from=FLAGS.train_from or None, strategy=FLAGS.strategy,

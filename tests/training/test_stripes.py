@@ -31,7 +31,7 @@ def _view(parts, query, gallery):
 @pytest.mark.parametrize("objective", ["contrastive", "rank_triplet"])
 def test_training_lowers_the_loss_and_beats_the_untrained_network(lomo_parts, tmp_path, objective):
     config = StripeTrainConfig(hidden_units=16, epochs=6, patience=0, learning_rate=1e-3,
-                               objective=objective, pk_p=8, pk_k=4, seed=0)
+                               objective=objective, p=8, k=4, seed=0)
     test = _view(lomo_parts, "query", "gallery")
     untrained = build_stripe_model(config, 40, 674, scales=(24, 11, 5))
     before = rank_split(untrained, test).cmc[0]

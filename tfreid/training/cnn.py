@@ -1,4 +1,5 @@
-"""Training of CNN embeddings on P x K image batches (Chen, Duffner et al. 2021, Sec. 4).
+"""Training of CNN embeddings on P x K image batches (Chen, Duffner et al. 2021, Sec. 4): the
+`tfreid.training.fit` recipe of a CNN (batch source: images, or cached prefix maps).
 
 One loop serves every loss of the comparison (classification, contrastive, triplet, quadruplet,
 batch-hard, the unweighted baseline and Rank-Triplet), so rows of the table differ only by the
@@ -24,6 +25,7 @@ model on images as in whole-network training: it shares its layers with the top.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -35,12 +37,11 @@ import tensorflow as tf
 from tfreid import distribute, losses
 from tfreid.data.pipeline import PKSampler, image_dataset, pk_dataset
 from tfreid.data.records import ImageRecord, arrays, relabel
-from tfreid.evaluation import distance_matrix, evaluate
 from tfreid.models.embedding import build_embedding_model
 from tfreid.models.split import split_embedding_model
 from tfreid.training import prefix_cache
 from tfreid.rundir import RunDir
-from tfreid.training.loop import EarlyStopping, ResumableLoop, epoch_means
+from tfreid.training.fit import Recipe, ValidationIds, fit
 
 CNN_LOSSES = ("classification", "contrastive", "triplet", "quadruplet", "batch_hard",
               "rank_triplet_baseline", "rank_triplet")
@@ -107,15 +108,6 @@ def embed_images(model: keras.Model, paths: Sequence[str], size: tuple[int, int]
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
 
 
-def rank_records(model: keras.Model, query: Sequence[ImageRecord], gallery: Sequence[ImageRecord],
-                 size: tuple[int, int], max_rank: int = 20):
-    """EvalResult of ranking `gallery` for `query` by Euclidean embedding distance."""
-    q_paths, q_pids, q_cams = arrays(query)
-    g_paths, g_pids, g_cams = arrays(gallery)
-    dist = distance_matrix(embed_images(model, q_paths, size), embed_images(model, g_paths, size))
-    return evaluate(dist, q_pids, g_pids, q_cams, g_cams, max_rank=min(max_rank, len(gallery)))
-
-
 def _fixed_val_batch(val_records: Sequence[ImageRecord], config: CNNTrainConfig):
     """One deterministic P x K batch (images, labels) of the held-out identities, or None."""
     paths, pids, _ = arrays(val_records)
@@ -142,32 +134,37 @@ def _split_and_freeze(config: CNNTrainConfig, model: keras.Model
 def _cached_batches(config: CNNTrainConfig, prefix: keras.Model, paths: Sequence[str], labels,
                     run: RunDir, log: Callable[[str], None]
                     ) -> Callable[[int], tf.data.Dataset]:
-    """epoch -> P x K batches of cached prefix maps (computed first if the cache is stale)."""
-    start = time.perf_counter()
-    maps = prefix_cache.load_or_compute(prefix, paths, (config.height, config.width),
-                                        config.train_from, run.prefix_maps("train"), log=log)
-    log(f"prefix maps ready in {time.perf_counter() - start:.1f} s")
-    return lambda epoch: prefix_cache.pk_view_dataset(maps, labels, config.p, config.k,
+    """epoch -> P x K batches of cached prefix maps (computed at the first call if the cache
+    is stale, so after the loop's resume check: a refused run computes no maps)."""
+    @functools.cache
+    def maps() -> np.ndarray:
+        start = time.perf_counter()
+        out = prefix_cache.load_or_compute(prefix, paths, (config.height, config.width),
+                                           config.train_from, run.prefix_maps("train"), log=log)
+        log(f"prefix maps ready in {time.perf_counter() - start:.1f} s")
+        return out
+    return lambda epoch: prefix_cache.pk_view_dataset(maps(), labels, config.p, config.k,
                                                       config.seed + 1000 * epoch)
 
 
-def _cached_ranking(config: CNNTrainConfig, prefix: keras.Model, top: keras.Model,
-                    query: Sequence[ImageRecord], gallery: Sequence[ImageRecord], run: RunDir,
-                    log: Callable[[str], None]) -> Callable[[], object]:
-    """() -> EvalResult of ranking `gallery` for `query` through `top` on cached prefix maps
-    (the unflipped view; float16 storage, so within ~1e-3 of the full model)."""
-    q_paths, q_pids, q_cams = arrays(query)
-    g_paths, g_pids, g_cams = arrays(gallery)
-    maps = prefix_cache.load_or_compute(prefix, list(q_paths) + list(g_paths),
-                                        (config.height, config.width), config.train_from,
-                                        run.prefix_maps("val"), log=log)[:, 0]
+def _cached_embedding(config: CNNTrainConfig, prefix: keras.Model, top: keras.Model,
+                      query_paths: Sequence[str], gallery_paths: Sequence[str], run: RunDir,
+                      log: Callable[[str], None]) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+    """() -> (query, gallery) embeddings through `top` on cached prefix maps (the unflipped
+    view; float16 storage, so within ~1e-3 of the full model). The maps are computed at the
+    first call: the held-out images' prefix runs once, not once per epoch."""
+    paths = list(query_paths) + list(gallery_paths)
 
-    def rank() -> object:
-        emb = np.concatenate([top(tf.convert_to_tensor(maps[i:i + 256], tf.float32),
-                                  training=False).numpy() for i in range(0, len(maps), 256)])
-        dist = distance_matrix(emb[:len(q_paths)], emb[len(q_paths):])
-        return evaluate(dist, q_pids, g_pids, q_cams, g_cams, max_rank=min(20, len(g_paths)))
-    return rank
+    @functools.cache
+    def maps() -> np.ndarray:
+        return prefix_cache.load_or_compute(prefix, paths, (config.height, config.width),
+                                            config.train_from, run.prefix_maps("val"), log=log)[:, 0]
+
+    def embed() -> tuple[np.ndarray, np.ndarray]:
+        emb = np.concatenate([top(tf.convert_to_tensor(maps()[i:i + 256], tf.float32),
+                                  training=False).numpy() for i in range(0, len(paths), 256)])
+        return emb[:len(query_paths)], emb[len(query_paths):]
+    return embed
 
 
 def train_cnn(config: CNNTrainConfig, train: Sequence[ImageRecord], val_query: Sequence[ImageRecord],
@@ -237,47 +234,42 @@ def train_cnn(config: CNNTrainConfig, train: Sequence[ImageRecord], val_query: S
     # first: it builds the optimizer's slots in the strategy's scope, which a resume restores.
     train_step = distribute.make_train_step(strategy, forward, head, loss_fn, optimizer, trainable,
                                             config.weight_decay, ranking_stats)
-    loop = ResumableLoop(checkpointed, optimizer, out_dir, config.epochs,
-                         EarlyStopping("val_rank1", "max", config.patience), resume=resume, log=log,
-                         agree_epoch=distribute.min_across_workers(strategy))
+    run = RunDir(out_dir)
+    (q_paths, q_pids, q_cams), (g_paths, g_pids, g_cams) = arrays(val_query), arrays(val_gallery)
     if prefix is None:
         def epoch_batches(epoch: int) -> tf.data.Dataset:
             # A fresh P x K stream per epoch keeps identity draws a function of (seed, epoch).
             return pk_dataset(paths, labels, config.p, config.k, size, augment=True,
                               seed=config.seed + 1000 * epoch)
-    else:  # after the loop's --resume check, so that a refused run computes no maps
-        epoch_batches = _cached_batches(config, prefix, paths, labels, RunDir(out_dir), log)
 
-    def train_epoch(epoch: int) -> dict:
-        batches = ((inputs, tf.cast(batch_labels, tf.int32))
-                   for inputs, batch_labels in epoch_batches(epoch).take(steps))
-        means = epoch_means(batches, train_step, ["loss", "train_batch_map", "train_batch_r1",
-                                                  "train_batch_misranked"], steps, log)
-        return {**means, "learning_rate": float(optimizer.learning_rate)}
-
-    if prefix is None:
-        def rank_validation():
-            return rank_records(model, val_query, val_gallery, size)
+        def embed_validation():
+            return embed_images(model, q_paths, size), embed_images(model, g_paths, size)
     else:
+        epoch_batches = _cached_batches(config, prefix, paths, labels, run, log)
         # The held-out images' prefix maps are cached too: ranking them through the top alone
         # costs a fraction of a full forward pass per epoch.
-        rank_validation = _cached_ranking(config, prefix, forward, val_query, val_gallery,
-                                          RunDir(out_dir), log)
+        embed_validation = _cached_embedding(config, prefix, forward, q_paths, g_paths, run, log)
 
-    def validate(epoch: int) -> dict:
-        result = rank_validation()
-        metrics = {"val_rank1": float(result.cmc[0]), "val_map": float(result.mAP)}
-        if val_batch is not None:
-            images, batch_labels = val_batch
-            stats = losses.batch_ranking_stats(tf.cast(batch_labels, tf.int32),
-                                               model(images, training=False), margin)
-            metrics.update(val_batch_map=float(stats["mAP"]), val_batch_r1=float(stats["R1"]),
-                           val_batch_misranked=float(stats["misranked_pairs"]))
-        return metrics
+    def batches(epoch: int):
+        return ((inputs, tf.cast(batch_labels, tf.int32))
+                for inputs, batch_labels in epoch_batches(epoch).take(steps))
 
+    def online_index() -> dict:
+        images, batch_labels = val_batch
+        stats = losses.batch_ranking_stats(tf.cast(batch_labels, tf.int32),
+                                           model(images, training=False), margin)
+        return {"val_batch_map": float(stats["mAP"]), "val_batch_r1": float(stats["R1"]),
+                "val_batch_misranked": float(stats["misranked_pairs"])}
+
+    recipe = Recipe(batches, train_step, ["loss", "train_batch_map", "train_batch_r1",
+                                          "train_batch_misranked"], steps,
+                    embed_validation=embed_validation,
+                    validation_ids=ValidationIds(q_pids, g_pids, q_cams, g_cams),
+                    more_validation=online_index if val_batch is not None else None)
     with distribute.synchronized_batch_norm(model, strategy):
-        history = loop.run(train_epoch, validate)
-    loop.restore_best()
+        history = fit(checkpointed, optimizer, recipe, out_dir, epochs=config.epochs,
+                      patience=config.patience, resume=resume, log=log,
+                      agree_epoch=distribute.min_across_workers(strategy))
     if prefix is not None:
         prefix.trainable = True  # the returned model is fine-tunable as a whole again
     return model, history

@@ -1,4 +1,5 @@
-"""Training of the stripe-feature models (siamese LSTM, Eq. 8-9 MLP baselines) on one channel.
+"""Training of the stripe-feature models (siamese LSTM, Eq. 8-9 MLP baselines) on one channel:
+the `tfreid.training.fit` recipe of a stripe model (batch source: siamese pairs, or P x K rows).
 
 The inputs are precomputed stripe features [N, R, d] of one channel (LOMO or Color Names).
 Two objectives:
@@ -24,12 +25,12 @@ import tensorflow as tf
 from tfreid import losses
 from tfreid.data.pairs import PairSampler
 from tfreid.data.pipeline import PKSampler
-from tfreid.evaluation import distance_matrix, evaluate
+from tfreid.distribute import make_train_step
 from tfreid.models.mlp_baseline import build_stripe_mlp
 from tfreid.models.optimizer import siamese_optimizer
 from tfreid.models.siamese import build_siamese
 from tfreid.models.stripe_lstm import build_stripe_lstm
-from tfreid.training.loop import EarlyStopping, ResumableLoop, epoch_means
+from tfreid.training.fit import Recipe, ValidationIds, fit, rank_embeddings
 
 ARCHITECTURES = ("lstm", "mlp")
 OBJECTIVES = ("contrastive", "rank_triplet", "rank_triplet_baseline", "batch_hard")
@@ -50,8 +51,8 @@ class StripeTrainConfig:
     learning_rate: float = 1e-3
     lr_decay: float = 0.95
     batch_size: int = 100
-    pk_p: int = 16
-    pk_k: int = 4
+    p: int = 16  # identities per P x K batch (list objectives)
+    k: int = 4
     epochs: int = 20
     patience: int = 5
     negatives_per_positive: int = 2
@@ -62,7 +63,7 @@ class StripeTrainConfig:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        for name in ("hidden_units", "mlp_layers", "batch_size", "pk_p", "pk_k", "epochs"):
+        for name in ("hidden_units", "mlp_layers", "batch_size", "p", "k", "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.mlp_units is not None and self.mlp_units < 1:
@@ -85,6 +86,10 @@ class ViewSplit:
     q_camids: np.ndarray
     g_camids: np.ndarray
 
+    @property
+    def ids(self) -> ValidationIds:
+        return ValidationIds(self.q_pids, self.g_pids, self.q_camids, self.g_camids)
+
 
 def build_stripe_model(config: StripeTrainConfig, num_rows: int, feature_dim: int,
                        scales: Sequence[int] | None = None, name: str = "stripe_model") -> keras.Model:
@@ -106,9 +111,8 @@ def embed(model: keras.Model, features: np.ndarray, batch_size: int = 512) -> np
 
 def rank_split(model: keras.Model, split: ViewSplit, max_rank: int = 20):
     """EvalResult of ranking split.gallery for split.query by Euclidean embedding distance."""
-    dist = distance_matrix(embed(model, split.query), embed(model, split.gallery), "euclidean")
-    return evaluate(dist, split.q_pids, split.g_pids, split.q_camids, split.g_camids,
-                    max_rank=min(max_rank, len(split.gallery)), ap="market")
+    return rank_embeddings(embed(model, split.query), embed(model, split.gallery), split.ids,
+                           max_rank)
 
 
 def train_stripe_model(config: StripeTrainConfig, train_features: np.ndarray, train_pids: np.ndarray,
@@ -156,51 +160,33 @@ def train_stripe_model(config: StripeTrainConfig, train_features: np.ndarray, tr
                               seed=config.seed, negatives_per_positive=config.negatives_per_positive)
         steps_per_epoch = -(-len(sampler.pairs(0)) // config.batch_size)
         log(f"pairs per epoch: {len(sampler.pairs(0))} ({sampler.pairs(0).num_positive} positive)")
+        # The siamese distance of each pair, the contrastive loss summed over the batch's pairs.
+        forward = build_siamese(model)
+        pair_loss = losses.get("contrastive_pair", margin=float(config.margin)).call
+
+        def objective(label, distance):
+            return tf.reduce_sum(pair_loss(label, distance))
+
+        def batches(epoch: int):
+            return (([x_i, x_j], label) for (x_i, x_j), label in sampler.dataset(epoch))
     else:
-        pk_sampler = PKSampler(train_pids, config.pk_p, config.pk_k, config.seed)
+        pk_sampler = PKSampler(train_pids, config.p, config.k, config.seed)
         steps_per_epoch = pk_sampler.steps_per_epoch
+        forward = model
+        # From the loss registry; `.call` is the loss function with its options bound.
+        objective = losses.get(config.objective, margin=float(config.margin)).call
+        labels_all = np.asarray(train_pids, np.int32)
+
+        def batches(epoch: int):
+            return ((tf.gather(features_tensor, index), tf.constant(labels_all[index]))
+                    for index in pk_sampler.epoch(epoch))
     optimizer = siamese_optimizer(config.learning_rate, config.lr_decay, steps_per_epoch)
-    siamese = build_siamese(model)
-    # The objective from the loss registry; `.call` is its function with the options bound
-    # (per pair for "contrastive_pair", one scalar per P x K batch for the list-wise ones).
-    objective = losses.get("contrastive_pair" if config.objective == "contrastive"
-                           else config.objective, margin=float(config.margin)).call
-
-    @tf.function(reduce_retracing=True)
-    def pair_step(x_i, x_j, label):
-        with tf.GradientTape() as tape:
-            d = siamese([x_i, x_j], training=True)
-            loss = tf.reduce_sum(objective(label, d))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
-
-    @tf.function(reduce_retracing=True)
-    def list_step(index, labels):
-        with tf.GradientTape() as tape:
-            loss = objective(labels, model(tf.gather(features_tensor, index), training=True))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
-
-    labels_all = np.asarray(train_pids, np.int32)
-
-    def train_epoch(epoch: int) -> dict:
-        if config.objective == "contrastive":
-            batches = ((x_i, x_j, label) for (x_i, x_j), label in sampler.dataset(epoch))
-            means = epoch_means(batches, pair_step, ["loss"], steps_per_epoch, log)
-        else:
-            batches = ((tf.constant(index), tf.constant(labels_all[index]))
-                       for index in pk_sampler.epoch(epoch))
-            means = epoch_means(batches, list_step, ["loss"], steps_per_epoch, log)
-        return {**means, "learning_rate": float(optimizer.learning_rate)}
-
-    def validate(epoch: int) -> dict:
-        result = rank_split(model, validation)
-        return {"val_rank1": float(result.cmc[0]), "val_map": float(result.mAP)}
-
-    loop = ResumableLoop(model, optimizer, out_dir, config.epochs,
-                         EarlyStopping("val_rank1", "max", config.patience), resume=resume, log=log)
-    history = loop.run(train_epoch, validate)
-    loop.restore_best()
+    step = make_train_step(tf.distribute.get_strategy(), forward, None, objective, optimizer,
+                           model.trainable_variables)
+    recipe = Recipe(batches, step, ["loss"], steps_per_epoch,
+                    embed_validation=lambda: (embed(model, validation.query),
+                                              embed(model, validation.gallery)),
+                    validation_ids=validation.ids)
+    history = fit(model, optimizer, recipe, out_dir, epochs=config.epochs,
+                  patience=config.patience, resume=resume, log=log)
     return model, history

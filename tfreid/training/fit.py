@@ -1,0 +1,107 @@
+"""The one trainer skeleton: every trainer is a `Recipe` run by `fit`.
+
+An epoch of every trainer is the same: batches from a source (P x K images, cached backbone
+maps, stripe-feature rows or siamese pairs) go through one gradient step
+(`tfreid.distribute.make_train_step`); then the held-out identities are embedded and ranked
+(`rank_embeddings`), and the loop checkpoints, keeps the best validation rank-1 epoch and stops
+early (`ResumableLoop`). `tfreid.training.cnn` and `tfreid.training.stripes` differ only in the
+`Recipe` they build: the batch source, the step, and how the validation images are embedded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+import keras
+import numpy as np
+
+from tfreid.evaluation import distance_matrix, evaluate
+from tfreid.training.loop import EarlyStopping, ResumableLoop, epoch_means
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationIds:
+    """Identities of a held-out query / gallery split: int [q] and [g] arrays."""
+
+    q_pids: np.ndarray
+    g_pids: np.ndarray
+    q_camids: np.ndarray
+    g_camids: np.ndarray
+
+
+def rank_embeddings(query: np.ndarray, gallery: np.ndarray, ids: ValidationIds,
+                    max_rank: int = 20):
+    """EvalResult of ranking the gallery [g, d] for each query [q, d] by Euclidean distance
+    (Market-1501 AP, the same-camera rule of `tfreid.evaluation.evaluate`)."""
+    return evaluate(distance_matrix(query, gallery), ids.q_pids, ids.g_pids, ids.q_camids,
+                    ids.g_camids, max_rank=min(max_rank, len(gallery)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """What varies between trainers.
+
+    Attributes:
+      batches: epoch -> that epoch's batches, each a tuple of `step`'s arguments; a function of
+        (seed, epoch) only, so that a resumed run sees the batches the killed one would have.
+        Called after the resume check: an expensive source (cached maps) may be built lazily.
+      step: one gradient step, batch -> (loss, *stats) scalars.
+      step_names: the names of the step's values, the first "loss".
+      steps_per_epoch: batches per epoch.
+      embed_validation: () -> (query [q, d], gallery [g, d]) embeddings of the held-out
+        identities with the current weights.
+      validation_ids: their identities.
+      more_validation: optional () -> further validation metrics (e.g. the online training
+        index on a fixed batch).
+    """
+
+    batches: Callable[[int], Iterable[tuple]]
+    step: Callable[..., object]
+    step_names: Sequence[str]
+    steps_per_epoch: int
+    embed_validation: Callable[[], tuple[np.ndarray, np.ndarray]]
+    validation_ids: ValidationIds
+    more_validation: Callable[[], Mapping[str, float]] | None = None
+
+
+def fit(model: keras.Model, optimizer: keras.optimizers.Optimizer, recipe: Recipe,
+        out_dir: str | Path, *, epochs: int, patience: int, resume: bool = False,
+        log: Callable[[str], None] = print,
+        agree_epoch: Callable[[int], int] | None = None) -> list[dict]:
+    """Trains with `recipe` in a ResumableLoop on validation rank-1 and restores the best epoch.
+
+    Args:
+      model: the checkpointed model (its weights are the best epoch's on return).
+      optimizer: the step's optimizer (checkpointed with the model).
+      recipe: the trainer's batch source, step and validation embedding.
+      out_dir: run folder (see `tfreid.rundir.RunDir`).
+      epochs: epochs at most; patience: early-stopping patience (0 = off).
+      resume: continue a killed run from its last checkpoint.
+      log: progress printer.
+      agree_epoch: for several workers, the epoch all of them hold (`distribute.min_across_workers`).
+
+    Returns:
+      Per-epoch history: the step's means, "learning_rate", "val_rank1", "val_map" and
+      recipe.more_validation's metrics.
+    """
+    loop = ResumableLoop(model, optimizer, out_dir, epochs,
+                         EarlyStopping("val_rank1", "max", patience), resume=resume, log=log,
+                         agree_epoch=agree_epoch)
+
+    def train_epoch(epoch: int) -> dict:
+        means = epoch_means(recipe.batches(epoch), recipe.step, recipe.step_names,
+                            recipe.steps_per_epoch, log)
+        return {**means, "learning_rate": float(optimizer.learning_rate)}
+
+    def validate(epoch: int) -> dict:
+        result = rank_embeddings(*recipe.embed_validation(), recipe.validation_ids)
+        metrics = {"val_rank1": float(result.cmc[0]), "val_map": float(result.mAP)}
+        if recipe.more_validation is not None:
+            metrics.update(recipe.more_validation())
+        return metrics
+
+    history = loop.run(train_epoch, validate)
+    loop.restore_best()
+    return history
