@@ -13,8 +13,11 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfreid import distribute  # noqa: E402
+from tfreid import distribute, losses  # noqa: E402
+from tfreid.models.siamese import build_siamese  # noqa: E402
 from tfreid.training.cnn import CNNTrainConfig, make_loss_fn  # noqa: E402
+
+SIAMESE = "siamese_pair"  # the stripe trainer's step: pairs [x_i, x_j] -> distances, summed loss
 
 
 def build():
@@ -30,11 +33,21 @@ def one_step(strategy, loss, weights, images, labels, precision=None):
         model = build()
         model.set_weights(weights)
         optimizer = distribute.wrap_optimizer(keras.optimizers.SGD(0.5), precision)
-        step = distribute.make_train_step(strategy, model, None, make_loss_fn(CNNTrainConfig(loss=loss)),
-                                          optimizer, model.trainable_variables, weight_decay=5e-4)
+        if loss == SIAMESE:
+            pair_loss = losses.get("contrastive_pair", margin=0.5).call
+            forward, inputs = build_siamese(model), [tf.constant(images), tf.constant(images[::-1])]
+            labels = (labels == labels[::-1]).astype(np.float32)
+
+            def loss_fn(y, d):
+                return tf.reduce_sum(pair_loss(y, d))
+        else:
+            forward, inputs = model, tf.constant(images)
+            loss_fn = make_loss_fn(CNNTrainConfig(loss=loss))
+        step = distribute.make_train_step(strategy, forward, None, loss_fn, optimizer,
+                                          model.trainable_variables, weight_decay=5e-4)
     # SGD: the update is the gradient itself (Adam's first step, lr * g / |g|, would blow up
     # float summation-order differences of near-zero gradients).
-    out = step(tf.constant(images), tf.constant(labels))
+    out = step(inputs, tf.constant(labels))
     distribute.set_mixed_precision(None)
     return float(out[0]), [np.asarray(w) for w in model.get_weights()]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-LOSSES = ["rank_triplet", "batch_hard", "triplet", "quadruplet", "contrastive"]
+LOSSES = ["rank_triplet", "batch_hard", "triplet", "quadruplet", "contrastive", "siamese_pair"]
 CHECK = Path(__file__).with_name("distribute_check.py")
 
 

@@ -162,7 +162,8 @@ def make_train_step(strategy: tf.distribute.Strategy, forward: keras.Model, head
 
     Args:
       strategy: from `make_strategy`; variables must have been created in its scope.
-      forward: images-or-maps [b, ...] -> embeddings [b, d].
+      forward: inputs -> outputs [b, ...]: images or cached maps [b, ...] -> embeddings [b, d]
+        (CNN, stripe rows), or a siamese pair [x_i [b, ...], x_j [b, ...]] -> distances [b].
       head: optional layer embeddings -> logits (classification loss), else None.
       loss_fn: (labels [B], outputs [B, *]) -> scalar on the GLOBAL batch.
       optimizer: a Keras optimizer (a LossScaleOptimizer for float16).
@@ -173,8 +174,8 @@ def make_train_step(strategy: tf.distribute.Strategy, forward: keras.Model, head
 
     Returns:
       tf.function (inputs, labels) -> (loss, *stats) as Python-reducible scalars. The inputs
-      are a global batch: a tf.Tensor, split across replicas here, or a distributed value
-      from `strategy.experimental_distribute_dataset`.
+      are a global batch: a tf.Tensor or a list of them (each split across replicas here), or
+      a distributed value from `strategy.experimental_distribute_dataset`.
     """
     replica_loss = global_batch_loss(loss_fn)
     if not optimizer.built:  # slots made here, in the strategy's scope, not inside the step
@@ -213,8 +214,8 @@ def make_train_step(strategy: tf.distribute.Strategy, forward: keras.Model, head
         return (loss, *rest)
 
     def run(inputs, labels):
-        if isinstance(inputs, tf.Tensor) and strategy.num_replicas_in_sync > 1:
-            inputs, labels = split(inputs), split(labels)
+        if strategy.num_replicas_in_sync > 1:
+            inputs, labels = tf.nest.map_structure(split, (inputs, labels))
         return step(inputs, labels)
     return run
 

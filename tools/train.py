@@ -34,12 +34,20 @@ train_flags.define()
 cli.define_dataset_flags()
 
 
+# Flags whose default depends on the model: unset (None), the config dataclass's own applies.
+MODEL_DEFAULTS = ("margin", "learning_rate", "epochs", "patience", "p", "k")
+
+
 def _given_or_default() -> dict:
-    """The flags whose default depends on the model (left unset: None), as config keywords
-    when given; unset ones are left out, so the config dataclass's own default applies."""
-    given = {"margin": FLAGS.margin, "learning_rate": FLAGS.learning_rate, "epochs": FLAGS.epochs,
-             "patience": FLAGS.patience, "p": FLAGS.p, "k": FLAGS.k}
-    return {name: value for name, value in given.items() if value is not None}
+    """The MODEL_DEFAULTS flags that were given, as config keywords (unset ones are left out)."""
+    return {name: FLAGS[name].value for name in MODEL_DEFAULTS if FLAGS[name].value is not None}
+
+
+def _applied(settings) -> dict:
+    """The MODEL_DEFAULTS values the run's config applies (what flags.json records, so that a
+    card and a --resume see the values trained with, not None)."""
+    config = settings[0] if isinstance(settings, tuple) else settings
+    return {name: getattr(config, name) for name in MODEL_DEFAULTS}
 
 
 def _stripe_settings():
@@ -140,7 +148,11 @@ def main(argv):
     run = RunDir(out)
     run.check_start(FLAGS.resume)
     if run.flags.exists():
-        changed = _changed_settings(run.read_flags(), FLAGS.flag_values_dict())
+        started = run.read_flags()
+        for name in MODEL_DEFAULTS:  # unset on --resume: the value the run was started with
+            if FLAGS[name].value is None and started.get(name) is not None:
+                FLAGS[name].value = started[name]
+        changed = _changed_settings(started, FLAGS.flag_values_dict())
         if changed:
             raise UserError(
                 f"--resume of {out} with other settings than the run was started with "
@@ -153,7 +165,7 @@ def main(argv):
     print(split.summary())
     started_here, created = not run.flags.exists(), not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    run.write_json(run.flags, FLAGS.flag_values_dict())
+    run.write_json(run.flags, {**FLAGS.flag_values_dict(), **_applied(settings)})
     if split.skipped:   # recorded with the run: its metrics are on the images that remained
         run.write_json(run.skipped_images, dict(split.skipped))
     start = time.perf_counter()

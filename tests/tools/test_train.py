@@ -53,13 +53,17 @@ def test_resume_with_other_settings_is_refused(data_dir, tmp_path, tools):
     out = tmp_path / "run"
     out.mkdir()
     started = {"dataset": "synthetic", "model": "siamese_lstm", "hidden_units": 8, "epochs": 3,
-               "features": ["lomo"], "seed": 0, "val_ids": 4, "patience": 0, "data_dir": "elsewhere"}
+               "features": ["lomo"], "seed": 0, "val_ids": 4, "patience": 0, "data_dir": "elsewhere",
+               "p": 32, "k": 4}  # as recorded before --p/--k defaulted to the model's own
     (out / "flags.json").write_text(json.dumps(started))
     refused = tools.run("train", *_args(data_dir, out, "--resume", "--epochs=5"), timeout=120)
     message = refused.stdout + refused.stderr
     # hidden_units differs (4 now); epochs and data_dir may change on a resume.
     assert refused.returncode != 0 and "--hidden_units: 8 -> 4" in message
-    assert "--epochs" not in message.split("(")[1].split(")")[0] and "data_dir:" not in message
+    changed = message.split("(")[1].split(")")[0]
+    assert "--epochs" not in changed and "data_dir:" not in message
+    # --p / --k left unset on a resume take the recorded values: not a change.
+    assert "--p:" not in changed and "--k:" not in changed
 
 
 @pytest.mark.slow

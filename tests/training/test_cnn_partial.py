@@ -168,7 +168,8 @@ def _initial_weights(config):
     return _weights(build_embedding_model("mobilenetv2", SHAPE, 8, weights=config.weights))
 
 
-def test_partial_training_freezes_prefix_trains_top_and_resumes(parts, backbone_file, tmp_path):
+def test_partial_training_freezes_prefix_trains_top_and_resumes(parts, backbone_file, tmp_path,
+                                                                monkeypatch):
     config = _config(backbone_file, loss="classification", train_from="block_16_expand")
     initial = _initial_weights(config)
     out = tmp_path / "run"
@@ -180,6 +181,13 @@ def test_partial_training_freezes_prefix_trains_top_and_resumes(parts, backbone_
         tf.config.run_functions_eagerly(False)
     file = out / "cache" / "prefix_maps.npz"
     stat = file.stat()
+
+    with monkeypatch.context() as patch:  # a refused run (no --resume) computes no maps
+        computed = []
+        patch.setattr(prefix_cache, "load_or_compute", lambda *a, **k: computed.append(a))
+        with pytest.raises(FileExistsError, match="--resume"):
+            train_cnn(config, *args, **QUIET)
+        assert computed == []
 
     logs = []
     model, history = train_cnn(dataclasses.replace(config, epochs=2), *args, resume=True,

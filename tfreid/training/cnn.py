@@ -18,14 +18,14 @@ with BatchNorm in inference mode, and runs ONCE per training image and its horiz
 maps cached (float16) in `<run>/cache/` (see `tfreid.training.prefix_cache`). Training then runs only the
 top (the rest of the backbone, pooling, embedding [and classification head]) on P x K batches of
 cached maps, each sample in a random one of its two views. Random-crop augmentation cannot be
-applied to cached maps, so this mode trains with flips only. Validation and test run the full
-model on images as in whole-network training: it shares its layers with the top.
+applied to cached maps, so this mode trains with flips only. The per-epoch validation ranking
+runs the top on the held-out images' cached maps too; the test runs the full model on images,
+as in whole-network training (it shares its layers with the top).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -131,40 +131,39 @@ def _split_and_freeze(config: CNNTrainConfig, model: keras.Model
     return prefix, top
 
 
-def _cached_batches(config: CNNTrainConfig, prefix: keras.Model, paths: Sequence[str], labels,
-                    run: RunDir, log: Callable[[str], None]
-                    ) -> Callable[[int], tf.data.Dataset]:
-    """epoch -> P x K batches of cached prefix maps (computed at the first call if the cache
-    is stale, so after the loop's resume check: a refused run computes no maps)."""
-    @functools.cache
-    def maps() -> np.ndarray:
+def _cached_sources(config: CNNTrainConfig, prefix: keras.Model, top: keras.Model,
+                    paths: Sequence[str], labels, query_paths: Sequence[str],
+                    gallery_paths: Sequence[str], run: RunDir, log: Callable[[str], None]):
+    """The cached-maps mode's sources: (prepare, epoch -> P x K batches of training maps,
+    () -> (query, gallery) embeddings through `top`).
+
+    `prepare` loads the prefix maps of the training images (both views) and of the held-out
+    images (unflipped), computing them if the cache is stale. Ranking the held-out images
+    through the top alone costs a fraction of a full forward pass per epoch; float16 storage
+    keeps it within ~1e-3 of the full model.
+    """
+    size = (config.height, config.width)
+    maps = {}
+
+    def prepare() -> None:
         start = time.perf_counter()
-        out = prefix_cache.load_or_compute(prefix, paths, (config.height, config.width),
-                                           config.train_from, run.prefix_maps("train"), log=log)
+        maps["train"] = prefix_cache.load_or_compute(prefix, paths, size, config.train_from,
+                                                     run.prefix_maps("train"), log=log)
+        maps["val"] = prefix_cache.load_or_compute(
+            prefix, list(query_paths) + list(gallery_paths), size, config.train_from,
+            run.prefix_maps("val"), log=log)[:, 0]
         log(f"prefix maps ready in {time.perf_counter() - start:.1f} s")
-        return out
-    return lambda epoch: prefix_cache.pk_view_dataset(maps(), labels, config.p, config.k,
-                                                      config.seed + 1000 * epoch)
 
+    def epoch_batches(epoch: int) -> tf.data.Dataset:
+        return prefix_cache.pk_view_dataset(maps["train"], labels, config.p, config.k,
+                                            config.seed + 1000 * epoch)
 
-def _cached_embedding(config: CNNTrainConfig, prefix: keras.Model, top: keras.Model,
-                      query_paths: Sequence[str], gallery_paths: Sequence[str], run: RunDir,
-                      log: Callable[[str], None]) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
-    """() -> (query, gallery) embeddings through `top` on cached prefix maps (the unflipped
-    view; float16 storage, so within ~1e-3 of the full model). The maps are computed at the
-    first call: the held-out images' prefix runs once, not once per epoch."""
-    paths = list(query_paths) + list(gallery_paths)
-
-    @functools.cache
-    def maps() -> np.ndarray:
-        return prefix_cache.load_or_compute(prefix, paths, (config.height, config.width),
-                                            config.train_from, run.prefix_maps("val"), log=log)[:, 0]
-
-    def embed() -> tuple[np.ndarray, np.ndarray]:
-        emb = np.concatenate([top(tf.convert_to_tensor(maps()[i:i + 256], tf.float32),
-                                  training=False).numpy() for i in range(0, len(paths), 256)])
+    def embed_validation() -> tuple[np.ndarray, np.ndarray]:
+        val = maps["val"]
+        emb = np.concatenate([top(tf.convert_to_tensor(val[i:i + 256], tf.float32),
+                                  training=False).numpy() for i in range(0, len(val), 256)])
         return emb[:len(query_paths)], emb[len(query_paths):]
-    return embed
+    return prepare, epoch_batches, embed_validation
 
 
 def train_cnn(config: CNNTrainConfig, train: Sequence[ImageRecord], val_query: Sequence[ImageRecord],
@@ -225,6 +224,7 @@ def train_cnn(config: CNNTrainConfig, train: Sequence[ImageRecord], val_query: S
     trainable = checkpointed.trainable_variables
 
     def ranking_stats(batch_labels, emb):
+        """The online training index (paper Fig. 5): batch mAP, rank-1, mis-ranked pairs."""
         stats = losses.batch_ranking_stats(batch_labels, emb, margin)
         return stats["mAP"], stats["R1"], stats["misranked_pairs"]
 
@@ -236,6 +236,7 @@ def train_cnn(config: CNNTrainConfig, train: Sequence[ImageRecord], val_query: S
                                             config.weight_decay, ranking_stats)
     run = RunDir(out_dir)
     (q_paths, q_pids, q_cams), (g_paths, g_pids, g_cams) = arrays(val_query), arrays(val_gallery)
+    prepare = None
     if prefix is None:
         def epoch_batches(epoch: int) -> tf.data.Dataset:
             # A fresh P x K stream per epoch keeps identity draws a function of (seed, epoch).
@@ -245,10 +246,8 @@ def train_cnn(config: CNNTrainConfig, train: Sequence[ImageRecord], val_query: S
         def embed_validation():
             return embed_images(model, q_paths, size), embed_images(model, g_paths, size)
     else:
-        epoch_batches = _cached_batches(config, prefix, paths, labels, run, log)
-        # The held-out images' prefix maps are cached too: ranking them through the top alone
-        # costs a fraction of a full forward pass per epoch.
-        embed_validation = _cached_embedding(config, prefix, forward, q_paths, g_paths, run, log)
+        prepare, epoch_batches, embed_validation = _cached_sources(
+            config, prefix, forward, paths, labels, q_paths, g_paths, run, log)
 
     def batches(epoch: int):
         return ((inputs, tf.cast(batch_labels, tf.int32))
@@ -256,16 +255,16 @@ def train_cnn(config: CNNTrainConfig, train: Sequence[ImageRecord], val_query: S
 
     def online_index() -> dict:
         images, batch_labels = val_batch
-        stats = losses.batch_ranking_stats(tf.cast(batch_labels, tf.int32),
-                                           model(images, training=False), margin)
-        return {"val_batch_map": float(stats["mAP"]), "val_batch_r1": float(stats["R1"]),
-                "val_batch_misranked": float(stats["misranked_pairs"])}
+        values = ranking_stats(tf.cast(batch_labels, tf.int32), model(images, training=False))
+        return dict(zip(["val_batch_map", "val_batch_r1", "val_batch_misranked"],
+                        map(float, values)))
 
     recipe = Recipe(batches, train_step, ["loss", "train_batch_map", "train_batch_r1",
                                           "train_batch_misranked"], steps,
                     embed_validation=embed_validation,
                     validation_ids=ValidationIds(q_pids, g_pids, q_cams, g_cams),
-                    more_validation=online_index if val_batch is not None else None)
+                    more_validation=online_index if val_batch is not None else None,
+                    prepare=prepare)
     with distribute.synchronized_batch_norm(model, strategy):
         history = fit(checkpointed, optimizer, recipe, out_dir, epochs=config.epochs,
                       patience=config.patience, resume=resume, log=log,

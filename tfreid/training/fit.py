@@ -46,7 +46,6 @@ class Recipe:
     Attributes:
       batches: epoch -> that epoch's batches, each a tuple of `step`'s arguments; a function of
         (seed, epoch) only, so that a resumed run sees the batches the killed one would have.
-        Called after the resume check: an expensive source (cached maps) may be built lazily.
       step: one gradient step, batch -> (loss, *stats) scalars.
       step_names: the names of the step's values, the first "loss".
       steps_per_epoch: batches per epoch.
@@ -55,6 +54,9 @@ class Recipe:
       validation_ids: their identities.
       more_validation: optional () -> further validation metrics (e.g. the online training
         index on a fixed batch).
+      prepare: optional () -> None, the expensive set-up of the sources (e.g. cached backbone
+        maps), run after the loop's resume check (a refused run does no work) and before the
+        first epoch (so that epoch's time is training only).
     """
 
     batches: Callable[[int], Iterable[tuple]]
@@ -64,6 +66,7 @@ class Recipe:
     embed_validation: Callable[[], tuple[np.ndarray, np.ndarray]]
     validation_ids: ValidationIds
     more_validation: Callable[[], Mapping[str, float]] | None = None
+    prepare: Callable[[], None] | None = None
 
 
 def fit(model: keras.Model, optimizer: keras.optimizers.Optimizer, recipe: Recipe,
@@ -102,6 +105,8 @@ def fit(model: keras.Model, optimizer: keras.optimizers.Optimizer, recipe: Recip
             metrics.update(recipe.more_validation())
         return metrics
 
+    if recipe.prepare is not None:
+        recipe.prepare()
     history = loop.run(train_epoch, validate)
     loop.restore_best()
     return history
