@@ -153,3 +153,14 @@ def test_publishing_under_a_shipped_name_is_refused(home, tmp_path, make_run):
     with pytest.raises(ValueError, match=f"--name={shipped}: tfreid ships a zoo model"):
         publish.publish(make_run(tmp_path / "run"), shipped, evaluate=False, log=lambda s: None)
     assert not (home / "zoo" / "cards" / f"{shipped}.json").exists()
+
+
+def test_card_train_command_restates_the_flags_the_run_changed_from_its_flagfile(tmp_path):
+    flagfile = tmp_path / "x.cfg"
+    flagfile.write_text("--model=cnn\n--seed=0\n--height=32\n--loss=triplet\n")
+    ran = {"model": "cnn", "seed": 1, "height": 32, "loss": "triplet", "out": "elsewhere", "p": 16}
+    command = publish.train_command("x", flagfile, ran)
+    assert command.startswith("python tools/train.py --flagfile=zoo/configs/x.cfg --data_dir=DATA")
+    # seed differs; height and loss agree; out is not a recorded flag; p is left to the model.
+    assert command.endswith(" --seed=1") and "--height" not in command and "--p=" not in command
+    assert publish.train_command("x", tmp_path / "missing.cfg", ran).endswith("--out=runs/x")

@@ -93,6 +93,32 @@ def _run_metrics(run_dir: Path) -> dict:
     return out
 
 
+def train_command(name: str, flagfile: Path, flags: dict) -> str:
+    """The tools/train.py command of a card: the zoo's flagfile plus every recorded flag the run
+    set otherwise (e.g. another --seed), so that the command reproduces this run.
+
+    Flags the flagfile leaves to the model's default (None) are not restated."""
+    from absl import flags as absl_flags
+
+    command = (f"python tools/train.py --flagfile=zoo/configs/{name}.cfg --data_dir=DATA "
+               f"--out=runs/{name}")
+    if not flagfile.is_file():
+        return command
+    values = absl_flags.FlagValues()
+    train_flags.define(values)
+    values(["publish", f"--flagfile={flagfile}", "--out=unused"], known_only=True)
+    recorded = {*train_flags.recorded("shared"), *train_flags.recorded(_model_group(flags))}
+    for flag in train_flags.FLAGS_TABLE:
+        given, ran = values[flag.name].value, flags.get(flag.name)
+        if flag.name not in recorded or flag.name not in flags or given is None or given == ran:
+            continue
+        if flag.kind == "bool":
+            command += f" --{'' if ran else 'no'}{flag.name}"
+        else:
+            command += f" --{flag.name}={','.join(ran) if isinstance(ran, list) else ran}"
+    return command
+
+
 def evaluate_command(name: str, dataset: str, settings: dict, options: dict | None = None) -> str:
     """The tools/evaluate.py command that reproduces a card's zoo metrics."""
     command = (f"python tools/evaluate.py --zoo={name} --dataset={dataset} --data_dir=DATA "
@@ -179,8 +205,7 @@ def publish(run_dir, name: str, dest=None, *, data_dir=None, dataset: str | None
                         if "protocol" not in template.get("training", {})
                         and flags.get("dataset") in PROTOCOLS else {}),
                      "flagfile": f"configs/{name}.cfg",
-                     "command": f"python tools/train.py --flagfile=zoo/configs/{name}.cfg "
-                                f"--data_dir=DATA --out=runs/{name}",
+                     "command": train_command(name, dest / flagfile, flags),
                      "flags": {k: flags[k] for k in (*train_flags.recorded("shared"),
                                                      *train_flags.recorded(_model_group(flags)))
                                if k in flags}},
