@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tfreid.distribute import make_train_step
-from tfreid.training.fit import Recipe, ValidationIds, fit, rank_embeddings
+from tfreid.training.fit import Recipe, ValidationIds, embed_arrays, fit, rank_embeddings
 
 
 def test_rank_embeddings_ranks_by_euclidean_distance_and_drops_same_camera_matches():
@@ -70,3 +70,11 @@ def test_a_refused_resume_draws_no_batch(tmp_path):
     with pytest.raises(Exception, match="resume"):
         fit(model, optimizer, recipe, tmp_path, epochs=2, patience=0, log=lambda s: None)
     assert seen == []
+
+
+def test_embed_arrays_batches_like_one_call_and_keeps_the_width_of_nothing():
+    model = keras.Sequential([keras.Input((3, 2)), keras.layers.Flatten(), keras.layers.Dense(4)])
+    inputs = np.random.default_rng(0).normal(size=(7, 3, 2))  # float64: cast to the model's float32
+    whole = model(inputs.astype(np.float32), training=False).numpy()
+    np.testing.assert_allclose(embed_arrays(model, inputs, batch_size=3), whole, rtol=1e-6)
+    assert embed_arrays(model, inputs[:0]).shape == (0, 4)

@@ -41,7 +41,7 @@ from tfreid.models.embedding import build_embedding_model
 from tfreid.models.split import split_embedding_model
 from tfreid.training import prefix_cache
 from tfreid.rundir import RunDir
-from tfreid.training.fit import Recipe, ValidationIds, fit
+from tfreid.training.fit import Recipe, ValidationIds, embed_arrays, fit
 
 CNN_LOSSES = ("classification", "contrastive", "triplet", "quadruplet", "batch_hard",
               "rank_triplet_baseline", "rank_triplet")
@@ -159,9 +159,7 @@ def _cached_sources(config: CNNTrainConfig, prefix: keras.Model, top: keras.Mode
                                             config.seed + 1000 * epoch)
 
     def embed_validation() -> tuple[np.ndarray, np.ndarray]:
-        val = maps["val"]
-        emb = np.concatenate([top(tf.convert_to_tensor(val[i:i + 256], tf.float32),
-                                  training=False).numpy() for i in range(0, len(val), 256)])
+        emb = embed_arrays(top, maps["val"])
         return emb[:len(query_paths)], emb[len(query_paths):]
     return prepare, epoch_batches, embed_validation
 

@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tfreid.evaluation import distance_matrix, evaluate
 from tfreid.training.loop import EarlyStopping, ResumableLoop, epoch_means
@@ -29,6 +30,14 @@ class ValidationIds:
     g_pids: np.ndarray
     q_camids: np.ndarray
     g_camids: np.ndarray
+
+
+def embed_arrays(model: keras.Model, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Embeddings [N, k] float32 of model inputs [N, ...] (stripe features, cached maps), in
+    inference mode, batch by batch."""
+    out = [model(tf.convert_to_tensor(inputs[i:i + batch_size], tf.float32), training=False).numpy()
+           for i in range(0, len(inputs), batch_size)]
+    return np.concatenate(out, axis=0) if out else np.zeros((0, model.output_shape[-1]), np.float32)
 
 
 def rank_embeddings(query: np.ndarray, gallery: np.ndarray, ids: ValidationIds,

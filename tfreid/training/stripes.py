@@ -30,7 +30,9 @@ from tfreid.models.mlp_baseline import build_stripe_mlp
 from tfreid.models.optimizer import siamese_optimizer
 from tfreid.models.siamese import build_siamese
 from tfreid.models.stripe_lstm import build_stripe_lstm
-from tfreid.training.fit import Recipe, ValidationIds, fit, rank_embeddings
+from tfreid.training.fit import Recipe, ValidationIds, embed_arrays, fit, rank_embeddings
+
+EMBED_BATCH = 512  # stripe rows are small: a larger inference batch than the CNN's
 
 ARCHITECTURES = ("lstm", "mlp")
 OBJECTIVES = ("contrastive", "rank_triplet", "rank_triplet_baseline", "batch_hard")
@@ -102,17 +104,10 @@ def build_stripe_model(config: StripeTrainConfig, num_rows: int, feature_dim: in
                             seed=config.seed, name=name)
 
 
-def embed(model: keras.Model, features: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Embeddings [N, k] float32 of features [N, R, d], in inference mode."""
-    out = [model(tf.convert_to_tensor(features[i:i + batch_size]), training=False).numpy()
-           for i in range(0, len(features), batch_size)]
-    return np.concatenate(out, axis=0) if out else np.zeros((0, model.output_shape[-1]), np.float32)
-
-
 def rank_split(model: keras.Model, split: ViewSplit, max_rank: int = 20):
     """EvalResult of ranking split.gallery for split.query by Euclidean embedding distance."""
-    return rank_embeddings(embed(model, split.query), embed(model, split.gallery), split.ids,
-                           max_rank)
+    return rank_embeddings(embed_arrays(model, split.query, EMBED_BATCH),
+                           embed_arrays(model, split.gallery, EMBED_BATCH), split.ids, max_rank)
 
 
 def train_stripe_model(config: StripeTrainConfig, train_features: np.ndarray, train_pids: np.ndarray,
@@ -184,8 +179,8 @@ def train_stripe_model(config: StripeTrainConfig, train_features: np.ndarray, tr
     step = make_train_step(tf.distribute.get_strategy(), forward, None, objective, optimizer,
                            model.trainable_variables)
     recipe = Recipe(batches, step, ["loss"], steps_per_epoch,
-                    embed_validation=lambda: (embed(model, validation.query),
-                                              embed(model, validation.gallery)),
+                    embed_validation=lambda: (embed_arrays(model, validation.query, EMBED_BATCH),
+                                              embed_arrays(model, validation.gallery, EMBED_BATCH)),
                     validation_ids=validation.ids)
     history = fit(model, optimizer, recipe, out_dir, epochs=config.epochs,
                   patience=config.patience, resume=resume, log=log)
