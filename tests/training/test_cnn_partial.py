@@ -68,6 +68,15 @@ def test_top_of_prefix_is_the_full_model(model, images, cut, adds):
     assert cut not in [layer.name for layer in prefix.get_layer("backbone_prefix").layers]
 
 
+def test_a_model_that_is_not_a_chain_around_its_backbone_is_refused():
+    backbone = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name="inner")],
+                                name="backbone")
+    images = keras.Input((4,))
+    pre = keras.layers.Dense(4, name="pre")(images)
+    skip = keras.layers.Add(name="skip")([backbone(pre), pre])  # reads two tensors
+    with pytest.raises(ValueError, match=r"not a chain of layers: 'skip' does not read"):
+        split_embedding_model(keras.Model(images, skip), "inner")
+
 def test_bad_cut_lists_the_cut_layers(model):
     with pytest.raises(ValueError, match=r"'block_15_depthwise'.*skip connection.*block_16_expand"
                        ) as err:

@@ -56,19 +56,27 @@ def _chain(model: keras.Model) -> tuple[list, list]:
     if BACKBONE_LAYER not in names or not isinstance(layers[0], keras.layers.InputLayer):
         raise ValueError(f"model {model.name!r} has no nested {BACKBONE_LAYER!r} model after an "
                          f"input; expected one of build_embedding_model, got layers {names}")
-    # Call nodes, not `.input`/`.output`: those of a nested model are its own Input/output.
-    def node(layer):
-        nodes = getattr(layer, "_inbound_nodes", None) or [None]
-        return nodes[0]
-
-    for prev, layer in zip(layers[:-1], layers[1:]):
-        reads, wrote = node(layer), node(prev)
-        if (reads is None or wrote is None or len(reads.input_tensors) != 1
-                or reads.input_tensors[0] is not wrote.output_tensors[0]):
-            raise ValueError(f"model {model.name!r} is not a chain of layers: {layer.name!r} does "
-                             f"not read the output of {prev.name!r}; cannot split it")
+    # The functional config names what each call reads (`.input`/`.output` of a nested model
+    # are its own Input/output, not the tensors it was called on).
+    reads = {layer["name"]: _read_tensors(layer["inbound_nodes"])
+             for layer in model.get_config()["layers"]}
+    for prev, layer in zip(names[:-1], names[1:]):
+        if reads.get(layer) != [[prev, 0, 0]]:
+            raise ValueError(f"model {model.name!r} is not a chain of layers: {layer!r} does "
+                             f"not read the output of {prev!r}; cannot split it")
     at = names.index(BACKBONE_LAYER)
     return layers[1:at], layers[at + 1:]
+
+
+def _read_tensors(config) -> list[list]:
+    """[layer name, node, tensor] of every tensor a serialized call reads, in order."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "__keras_tensor__":
+            return [list(config["config"]["keras_history"])]
+        return [t for value in config.values() for t in _read_tensors(value)]
+    if isinstance(config, (list, tuple)):
+        return [t for value in config for t in _read_tensors(value)]
+    return []
 
 
 def split_embedding_model(model: keras.Model, train_from: str
