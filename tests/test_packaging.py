@@ -1,10 +1,12 @@
 """Packaging: what setuptools would install holds every zoo file, and the version is tfreid's."""
 
 import json
+import runpy
 from pathlib import Path
 
 import pytest
-from setuptools._distutils.core import run_setup
+import setuptools
+from setuptools.config.setupcfg import read_configuration
 
 import tfreid
 
@@ -13,16 +15,20 @@ ZOO = REPO / "zoo"
 
 
 @pytest.fixture(scope="module")
-def distribution():
+def data_files():
+    """The data_files setup.py hands to setuptools.setup (captured, nothing is built)."""
+    captured = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(REPO)  # setup.py lists the zoo relative to its own folder
-        return run_setup("setup.py", stop_after="config")
+        patch.setattr(setuptools, "setup", lambda **kwargs: captured.update(kwargs))
+        runpy.run_path("setup.py")
+    return captured["data_files"]
 
 
-def _installed(distribution) -> set[str]:
+def _installed(data_files) -> set[str]:
     """Zoo-relative paths of the data files, as they would land under <prefix>/share/tfreid/zoo."""
     installed = set()
-    for folder, files in distribution.data_files:
+    for folder, files in data_files:
         for source in files:
             target = Path(folder) / Path(source).name
             assert target.parts[:3] == ("share", "tfreid", "zoo"), target
@@ -31,8 +37,8 @@ def _installed(distribution) -> set[str]:
     return installed
 
 
-def test_every_zoo_model_card_and_config_is_installed(distribution):
-    installed = _installed(distribution)
+def test_every_zoo_model_card_and_config_is_installed(data_files):
+    installed = _installed(data_files)
     wanted = {p.relative_to(ZOO).as_posix()
               for pattern in ("models/*/model.keras", "cards/*.json", "configs/*.cfg")
               for p in ZOO.glob(pattern)}
@@ -43,5 +49,5 @@ def test_every_zoo_model_card_and_config_is_installed(distribution):
     assert wanted <= installed, sorted(wanted - installed)
 
 
-def test_version_comes_from_the_package(distribution):
-    assert distribution.get_version() == tfreid.__version__
+def test_version_comes_from_the_package():
+    assert read_configuration(REPO / "setup.cfg")["metadata"]["version"] == tfreid.__version__
