@@ -77,6 +77,7 @@ def test_a_model_that_is_not_a_chain_around_its_backbone_is_refused():
     with pytest.raises(ValueError, match=r"not a chain of layers: 'skip' does not read"):
         split_embedding_model(keras.Model(images, skip), "inner")
 
+
 def test_bad_cut_lists_the_cut_layers(model):
     with pytest.raises(ValueError, match=r"'block_15_depthwise'.*skip connection.*block_16_expand"
                        ) as err:
