@@ -238,3 +238,21 @@ def test_onnx_parity_cnn(cnn_model, tmp_path):
                                em.embed(x.astype(np.uint8)), atol=1e-5)
     with pytest.raises(ValueError, match="missing ONNX inputs"):
         export.onnx_embed(path, {"other": x})
+
+
+def test_flip_average_is_the_unit_mean_of_both_views(cnn_model, tmp_path):
+    plain, flipped = EmbeddingModel(cnn_model), EmbeddingModel(cnn_model, flip_average=True)
+    got = flipped.embed(images(), batch_size=2)
+    for i, image in enumerate(images()):
+        both = reference_embedding(cnn_model, image) + reference_embedding(cnn_model, image[:, ::-1])
+        np.testing.assert_allclose(got[i], both / np.linalg.norm(both), atol=1e-5)
+    # The served embedding no longer depends on which way the person faces ...
+    np.testing.assert_allclose(flipped.embed([im[:, ::-1] for im in images()]), got, atol=1e-5)
+    # ... which the plain embedding of this model does.
+    assert np.abs(plain.embed(images()) - got).max() > 1e-2
+    path = export.export_saved_model(flipped, tmp_path, "cnn_flip")
+    loaded = tf.saved_model.load(str(path))
+    batch = np.stack([images()[1]] * 2).astype(np.float32)
+    served = loaded.signatures["serving_default"](images=tf.constant(batch))["embedding"].numpy()
+    np.testing.assert_allclose(served, got[[1, 1]], atol=1e-5)
+    assert json.loads((path / "assets.extra" / export.META_FILE).read_text())["flip_average"] is True

@@ -164,3 +164,14 @@ def test_card_train_command_restates_the_flags_the_run_changed_from_its_flagfile
     # seed differs; height and loss agree; out is not a recorded flag; p is left to the model.
     assert command.endswith(" --seed=1") and "--height" not in command and "--p=" not in command
     assert publish.train_command("x", tmp_path / "missing.cfg", ran).endswith("--out=runs/x")
+
+
+def test_flip_average_is_a_card_setting(home, tmp_path, make_run):
+    card_path = publish.publish(make_run(tmp_path / "run"), "tiny_flip", evaluate=False,
+                                flip_average=True, log=lambda s: None)
+    assert json.loads(card_path.read_text())["input"]["flip_average"] is True
+    model = zoo.load("tiny_flip")
+    assert model.pipeline.flip_average
+    np.testing.assert_allclose(model.embed([im[:, ::-1] for im in images()]), model.embed(images()),
+                               atol=1e-5)
+    assert not zoo.from_run(tmp_path / "run").pipeline.flip_average

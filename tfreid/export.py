@@ -98,7 +98,8 @@ def export_saved_model(model, base_dir, model_name: str, version: int | None = N
             "signatures": list(SIGNATURES),
             "branches": [{"name": b.name, "height": b.size[0], "width": b.size[1], "dim": b.dim}
                          for b in pipeline.branches],
-            "antialias": pipeline.antialias, "distance": "euclidean"}
+            "antialias": pipeline.antialias, "flip_average": pipeline.flip_average,
+            "distance": "euclidean"}
     (tmp / "assets.extra").mkdir(exist_ok=True)
     (tmp / "assets.extra" / META_FILE).write_text(json.dumps(meta, indent=1))
     os.replace(tmp, target)  # TF Serving polls the base folder: never show a half-written version

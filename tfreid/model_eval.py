@@ -53,7 +53,8 @@ def evaluate_model(model: EmbeddingModel, split: ReIDSplit, *, ap: str = "market
       embeddings, what `rank` and TF Serving give), "embedding_reranked" (with rerank),
       "channels" {branch: test_report of its raw, un-normalised embedding, as the trainers
       evaluate it}, for models of several channels "fused" (per-query min-max score fusion of
-      the channels, the siamese LSTM paper's protocol); "settings"; "num_query", "num_gallery".
+      the channels, the siamese LSTM paper's protocol); "settings"; "num_query", "num_gallery";
+      "flip_average" (the model's serving setting, `tfreid.serving`).
     """
     if single_shot_draws < 1:
         raise ValueError(f"single_shot_draws must be >= 1, got {single_shot_draws}")
@@ -73,7 +74,7 @@ def evaluate_model(model: EmbeddingModel, split: ReIDSplit, *, ap: str = "market
         return out
 
     result = {"model": model.name, "dataset": split.name, "num_query": len(q_paths),
-              "num_gallery": len(g_paths),
+              "num_gallery": len(g_paths), "flip_average": model.pipeline.flip_average,
               "settings": {"ap": ap, "single_shot_draws": single_shot_draws, "rerank": rerank,
                            "multi_query": multi_query},
               "embedding": report(distance_matrix(q_emb, g_emb))}
@@ -156,7 +157,8 @@ def format_result(result: dict, log: Callable[[str], None] = print) -> None:
               ("fused", "channels score-fused (paper protocol)")]
     titles += [(f"channels/{c}", f"channel {c} (raw embedding)") for c in result.get("channels", {})]
     log(f"{result['model']} on {result['dataset']}: {result['num_query']} query, "
-        f"{result['num_gallery']} gallery images, AP convention {result['settings']['ap']}")
+        f"{result['num_gallery']} gallery images, AP convention {result['settings']['ap']}"
+        f"{', test-time flip averaging' if result.get('flip_average') else ''}")
     for key, title in titles:
         section = result
         for part in key.split("/"):

@@ -63,6 +63,7 @@ def _input_spec(model) -> dict:
         "preprocessing": "each image resized on its own to every branch's size (bilinear, "
                          "antialias) inside the model; LOMO / Color Names layers inside stripe models",
         "antialias": model.pipeline.antialias,
+        "flip_average": model.pipeline.flip_average,
         "branches": branches,
         "embedding": {"dim": model.dim, "distance": "euclidean",
                       "normalisation": "per-branch L2 normalisation, concatenated in branch-name "
@@ -134,8 +135,8 @@ def evaluate_command(name: str, dataset: str, settings: dict, options: dict | No
 
 def publish(run_dir, name: str, dest=None, *, data_dir=None, dataset: str | None = None,
             evaluate: bool = True, rerank: bool = False, ap: str = "market",
-            single_shot_draws: int = 10, max_bytes: int = MAX_FILE_BYTES,
-            log: Callable[[str], None] = print) -> Path:
+            single_shot_draws: int = 10, flip_average: bool = False,
+            max_bytes: int = MAX_FILE_BYTES, log: Callable[[str], None] = print) -> Path:
     """Copies a finished run into a zoo root and writes its card.
 
     Args:
@@ -148,6 +149,8 @@ def publish(run_dir, name: str, dest=None, *, data_dir=None, dataset: str | None
         run's --dataset).
       evaluate: measure the zoo metrics (else the card carries only the run's own metrics).
       rerank, ap, single_shot_draws: evaluation settings (see tools/evaluate.py).
+      flip_average: serve the model with test-time flip averaging (`tfreid.serving`; stored in
+        the card as input.flip_average, so zoo.load and the exports use it).
       max_bytes: largest model file allowed.
 
     Returns:
@@ -169,7 +172,7 @@ def publish(run_dir, name: str, dest=None, *, data_dir=None, dataset: str | None
         raise FileNotFoundError(f"--run={run_dir} needs flags.json and model.keras "
                                 "(a finished tools/train.py run)")
     flags = run.read_flags()
-    model = zoo.from_run(run_dir)
+    model = zoo.from_run(run_dir, flip_average=flip_average)
 
     template = {}
     if package is not None and (package / "cards" / f"{name}.json").is_file():
@@ -234,7 +237,7 @@ def publish(run_dir, name: str, dest=None, *, data_dir=None, dataset: str | None
 
 def measure_card(card_path, dest, dataset: str | None = None, data_dir=None,
                  settings: dict | None = None, log: Callable[[str], None] = print,
-                 options: dict | None = None) -> Path:
+                 options: dict | None = None, flip_average: bool | None = None) -> Path:
     """Measures (or re-measures, e.g. after a change of the image path) a card's zoo metrics on
     the model file it points to, loaded through the zoo's integrity checks, and rewrites the card.
 
@@ -246,6 +249,8 @@ def measure_card(card_path, dest, dataset: str | None = None, data_dir=None,
       data_dir: test data root (default: $TFREID_DATA).
       options: the dataset loader's options (default: the card's own), e.g. {"split_index": 0,
         "direction": "b2a"}; a split's test identities are then listed in the card.
+      flip_average: change the card's serving setting input.flip_average before measuring
+        (None: keep it).
 
     Returns:
       Path of the rewritten card.
@@ -254,6 +259,8 @@ def measure_card(card_path, dest, dataset: str | None = None, data_dir=None,
     from tfreid.model_eval import CARD_COMPARISON, evaluate_model, format_result, summarize
 
     card = zoo.read_card(card_path)
+    if flip_average is not None:
+        card["input"]["flip_average"] = bool(flip_average)
     previous = card.get("metrics", {}).get("zoo", {})
     dataset = dataset or previous.get("dataset") or card["training"]["dataset"]
     settings = settings or previous.get("settings") or {}

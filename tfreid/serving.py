@@ -20,6 +20,11 @@ so ||e|| = 1 and ||e_p - e_q||^2 = mean_c ||s_c,p/|s_c,p| - s_c,q/|s_c,q|||^2: t
 Euclidean distance of serving embeddings is the mean of the per-channel squared distances of
 unit vectors. (The paper instead fuses per-query min-max-rescaled channel distances at test
 time; `tools/evaluate.py` reports both.)
+
+With test-time flip averaging (`flip_average`, a zoo card's `input.flip_average`), a branch's raw
+embedding of an image x is the mean of the unit embeddings of x and of its horizontal flip,
+s = (f(x)/||f(x)|| + f(flip x)/||f(flip x)||) / 2, so the serving embedding above is their
+unit-norm mean; each image costs two passes of the network.
 """
 
 from __future__ import annotations
@@ -100,11 +105,14 @@ class EmbeddingPipeline:
     Args:
       model: a trained tfreid model (see `model_branches`).
       antialias: antialiased bilinear resize (what the stripe trainer used).
+      flip_average: average each branch over the image and its horizontal flip (see the module
+        docstring).
     """
 
-    def __init__(self, model: keras.Model, antialias: bool = True):
+    def __init__(self, model: keras.Model, antialias: bool = True, flip_average: bool = False):
         self.model = model
         self.antialias = bool(antialias)
+        self.flip_average = bool(flip_average)
         self.branches = model_branches(model)
         self.dim = sum(b.dim for b in self.branches)
 
@@ -128,8 +136,18 @@ class EmbeddingPipeline:
         return self.resize_one(image_io.decode_encoded(contents))
 
     def raw(self, resized: Sequence[tf.Tensor]) -> dict[str, tf.Tensor]:
-        """Per-branch resized batches -> {branch: raw embedding [B, k_b]} (not normalised)."""
-        return {b.name: tf.cast(b.fn(x), tf.float32) for b, x in zip(self.branches, resized)}
+        """Per-branch resized batches -> {branch: raw embedding [B, k_b]} (not normalised; with
+        flip averaging, the mean of the two views' unit embeddings)."""
+        return {b.name: self._branch_raw(b, x) for b, x in zip(self.branches, resized)}
+
+    def _branch_raw(self, branch: Branch, images: tf.Tensor) -> tf.Tensor:
+        if not self.flip_average:
+            return tf.cast(branch.fn(images), tf.float32)
+        # One call on [images; flipped images] (axis 2 is the width).
+        both = tf.cast(branch.fn(tf.concat([images, tf.reverse(images, axis=[2])], axis=0)),
+                       tf.float32)
+        image, flipped = tf.split(tf.math.l2_normalize(both, axis=-1, epsilon=1e-12), 2, axis=0)
+        return (image + flipped) / 2.0
 
     def combine(self, raw: dict[str, tf.Tensor]) -> tf.Tensor:
         """{branch: [B, k_b]} -> serving embedding [B, dim] (unit norm, see module docstring)."""
@@ -171,11 +189,12 @@ class EmbeddingModel:
       dim: embedding size.
     """
 
-    def __init__(self, keras_model: keras.Model, card: dict | None = None, antialias: bool = True):
+    def __init__(self, keras_model: keras.Model, card: dict | None = None, antialias: bool = True,
+                 flip_average: bool = False):
         self.keras_model = keras_model
         self.card = dict(card or {})
         self.name = self.card.get("name", keras_model.name)
-        self.pipeline = EmbeddingPipeline(keras_model, antialias)
+        self.pipeline = EmbeddingPipeline(keras_model, antialias, flip_average)
         self.dim = self.pipeline.dim
         sizes = [(None, None, 3)]
         self._resize_one = tf.function(self.pipeline.resize_one, reduce_retracing=True,

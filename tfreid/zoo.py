@@ -209,6 +209,7 @@ def build_instructions(card: dict, root=None) -> str:
     dataset = card["training"].get("dataset", "the dataset")
     return (f"  python tools/train.py --flagfile={flagpath} --data_dir=DATA --out=runs/{name}\n"
             f"  python tools/publish.py --run=runs/{name} --name={name} --data_dir=DATA"
+            f"{' --flip_average' if card.get('input', {}).get('flip_average') else ''}"
             f"  # writes {cache_root()} ($TFREID_HOME/zoo)\n"
             f"(DATA: the data root holding the {dataset} folder and colornames/; `python` of the "
             ".venv that `make install` creates)")
@@ -245,12 +246,14 @@ def load_card(card: dict, root):
     if model_file not in files:
         raise CardFormatError(f"zoo model {card['name']!r}: its model file {model_file!r} is not "
                               f"among the card's checked files {builtins.list(files)}")
-    antialias = card["input"].get("antialias", True)
-    return EmbeddingModel(load_keras_model(files[model_file]), card, antialias=antialias)
+    return EmbeddingModel(load_keras_model(files[model_file]), card,
+                          antialias=card["input"].get("antialias", True),
+                          flip_average=card["input"].get("flip_average", False))
 
 
-def from_run(run_dir) -> "EmbeddingModel":  # noqa: F821
-    """An `EmbeddingModel` of a tools/train.py run folder's model.keras (no card checks)."""
+def from_run(run_dir, flip_average: bool = False) -> "EmbeddingModel":  # noqa: F821
+    """An `EmbeddingModel` of a tools/train.py run folder's model.keras (no card checks);
+    `flip_average`: see `tfreid.serving`."""
     from tfreid.serving import EmbeddingModel, load_keras_model
 
     from tfreid.rundir import RunDir
@@ -259,7 +262,8 @@ def from_run(run_dir) -> "EmbeddingModel":  # noqa: F821
     path = RunDir(run_dir).model
     if not path.is_file():
         raise FileNotFoundError(f"--run={run_dir}: no model.keras there (is the training finished?)")
-    return EmbeddingModel(load_keras_model(path), {"name": run_dir.name, "run": str(run_dir)})
+    return EmbeddingModel(load_keras_model(path), {"name": run_dir.name, "run": str(run_dir)},
+                          flip_average=flip_average)
 
 
 def write_card(card: dict, root) -> Path:

@@ -34,6 +34,9 @@ flags.DEFINE_bool("multi_query", True, "Also report multi-query results.")
 flags.DEFINE_enum("ap", "market", ["market", "mean_precision"], "AP convention.")
 flags.DEFINE_integer("single_shot_draws", 10, "Single-gallery-shot draws (seeds 0..n-1).")
 flags.DEFINE_integer("batch_size", 64, "Images per model call.")
+flags.DEFINE_bool("flip_average", None, "Test-time flip averaging (tfreid.serving): the unit mean "
+                  "of the embeddings of each image and its horizontal flip. Default: the zoo "
+                  "card's setting with --zoo, off with --run.")
 flags.DEFINE_string("out_json", None, "Write the full results here (JSON).")
 flags.DEFINE_bool("check_card", False, "With --zoo: exit 1 unless the card's metrics are "
                   "reproduced within --tolerance_queries queries of each protocol.")
@@ -45,6 +48,7 @@ flags.DEFINE_float("tolerance_queries", 1.0, "Tolerance of --check_card, in quer
 def main(argv):
     del argv
     from tfreid import zoo
+    from tfreid.serving import EmbeddingModel
     from tfreid.model_eval import (compare_summaries, evaluate_model, format_result,
                                    query_counts, summarize)
 
@@ -52,7 +56,13 @@ def main(argv):
         raise UserError("give exactly one of --run=RUN_FOLDER or --zoo=NAME")
     if FLAGS.check_card and not FLAGS.zoo:
         raise UserError("--check_card needs --zoo")
+    if FLAGS.check_card and FLAGS.flip_average is not None:
+        raise UserError("--check_card measures the card's own serving settings; leave out "
+                        "--flip_average")
     model = zoo.load(FLAGS.zoo) if FLAGS.zoo else zoo.from_run(FLAGS.run)
+    if FLAGS.flip_average is not None and FLAGS.flip_average != model.pipeline.flip_average:
+        model = EmbeddingModel(model.keras_model, model.card, antialias=model.pipeline.antialias,
+                               flip_average=FLAGS.flip_average)
     dataset = FLAGS.dataset or model.card.get("training", {}).get("dataset")
     recorded = {}
     if FLAGS.run and RunDir(FLAGS.run).flags.is_file():

@@ -29,6 +29,9 @@ flags.DEFINE_bool("evaluate", True, "Measure the card's zoo metrics on the publi
 flags.DEFINE_bool("rerank", False, "Also measure with k-reciprocal re-ranking.")
 flags.DEFINE_enum("ap", "market", ["market", "mean_precision"], "AP convention.")
 flags.DEFINE_integer("single_shot_draws", 10, "Single-shot CMC draws (seeds 0..n-1).")
+flags.DEFINE_bool("flip_average", None, "Serve the model with test-time flip averaging (the unit "
+                  "mean of the embeddings of each image and its horizontal flip); stored in the "
+                  "card. Default: off when publishing, the card's own setting with --remeasure.")
 
 
 def main(argv):
@@ -40,13 +43,13 @@ def main(argv):
         if not FLAGS.dest:
             raise ValueError("--remeasure needs --dest, the zoo root that holds the card")
         measure_card(Path(FLAGS.dest) / "cards" / f"{FLAGS.remeasure}.json", FLAGS.dest,
-                     FLAGS.dataset, FLAGS.data_dir)
+                     FLAGS.dataset, FLAGS.data_dir, flip_average=FLAGS.flip_average)
         return
     if not FLAGS.run or not FLAGS.name:
         raise ValueError("give --run and --name (or --remeasure=NAME --dest=ZOO)")
     publish(FLAGS.run, FLAGS.name, FLAGS.dest, data_dir=FLAGS.data_dir, dataset=FLAGS.dataset,
             evaluate=FLAGS.evaluate, rerank=FLAGS.rerank, ap=FLAGS.ap,
-            single_shot_draws=FLAGS.single_shot_draws)
+            single_shot_draws=FLAGS.single_shot_draws, flip_average=bool(FLAGS.flip_average))
 
 
 if __name__ == "__main__":

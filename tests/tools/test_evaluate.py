@@ -85,3 +85,17 @@ def test_rerank_sections_and_card_comparison(setup, monkeypatch):
     two_queries["embedding"]["all_gallery"]["rank1"] -= 2.0 / n
     assert len(compare_summaries(summary, two_queries, queries)) == 1
     assert compare_summaries(summary, two_queries, queries, tolerance_queries=2) == []
+
+
+def test_flip_average_flag(setup, tools):
+    tmp, data, home, card = setup
+    env = tools.env(TFREID_HOME=str(home))
+    proc = tools.run("evaluate", "--zoo=tiny_eval", f"--data_dir={data}", "--flip_average",
+                     f"--out_json={tmp / 'flip.json'}", env=env, cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test-time flip averaging" in proc.stdout
+    assert json.loads((tmp / "flip.json").read_text())["flip_average"] is True
+    proc = tools.run("evaluate", "--zoo=tiny_eval", f"--data_dir={data}", "--flip_average",
+                     "--check_card", env=env, cwd=tmp)
+    assert proc.returncode == 2 and "leave out --flip_average" in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
