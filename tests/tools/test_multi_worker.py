@@ -55,7 +55,7 @@ def test_killed_worker_resumes_in_step_and_workers_end_with_equal_weights(tmp_pa
     ports = _free_ports(2)
     procs = [_start(tools, i, ports, data_dir, outs[i], logs[i]) for i in range(2)]
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 600  # a loaded 2-core machine
         # Killed after its second epoch, so that both workers hold a checkpoint to resume from.
         while len(_epochs(outs[1])) < 2 and procs[1].poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -109,3 +109,31 @@ def test_missing_monitor_key_is_a_clear_error(tmp_path):
     loop = ResumableLoop(model, opt, tmp_path, 1, EarlyStopping("val_map"), log=lambda s: None)
     with pytest.raises(KeyError, match="val_map"):
         loop.run(*_fns(model, opt))
+
+
+@pytest.mark.parametrize("killed", ["before_checkpoint", "after_checkpoint"])
+def test_a_kill_at_the_end_of_an_epoch_loses_no_history_line(tmp_path, monkeypatch, killed):
+    """A kill just before or just after epoch 2's checkpoint (its history line is written):
+    resuming re-runs what the checkpoint does not hold; the history lists every epoch once."""
+    model, opt = _model_and_optimizer()
+    loop = ResumableLoop(model, opt, tmp_path, 4, EarlyStopping(patience=0), log=lambda s: None)
+    save, calls = loop._manager.save, []
+
+    def save_then_kill(checkpoint_number):
+        calls.append(checkpoint_number)
+        if checkpoint_number == 2:  # epoch 2 (index 1): its history line is already written
+            if killed == "before_checkpoint":
+                raise KeyboardInterrupt("simulated kill")
+            save(checkpoint_number=checkpoint_number)
+            raise KeyboardInterrupt("simulated kill")
+        return save(checkpoint_number=checkpoint_number)
+
+    monkeypatch.setattr(loop._manager, "save", save_then_kill)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(*_fns(model, opt))
+    assert [h["epoch"] for h in loop.history()] == [0, 1]
+    model, opt = _model_and_optimizer()
+    loop = ResumableLoop(model, opt, tmp_path, 4, EarlyStopping(patience=0), resume=True,
+                         log=lambda s: None)
+    assert loop.epochs_done == (2 if killed == "after_checkpoint" else 1)
+    assert [h["epoch"] for h in loop.run(*_fns(model, opt))] == [0, 1, 2, 3]

@@ -168,7 +168,8 @@ class ResumableLoop:
                  f"{self.early_stopping.monitor}={float(self._best.numpy()):.4f}")
 
     def _truncate_history(self, epochs_done: int) -> None:
-        """Drops history lines of epochs after the checkpoint (a kill between the two writes)."""
+        """Drops history lines of epochs after the checkpoint (a kill after an epoch's history
+        line, before its checkpoint)."""
         if not self.history_path.exists():
             return
         lines = self.history_path.read_text().splitlines()
@@ -207,10 +208,12 @@ class ResumableLoop:
                 for key, val in metrics.items():
                     tf.summary.scalar(key, float(val))
             self._writer.flush()
-            self._epoch.assign(epoch + 1)
-            self._manager.save(checkpoint_number=epoch + 1)
+            # History first: a kill before the checkpoint leaves a line that resuming drops
+            # (`_truncate_history`) and an epoch that is run again; the other order lost the line.
             with self.history_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
+            self._epoch.assign(epoch + 1)
+            self._manager.save(checkpoint_number=epoch + 1)
             shown = "  ".join(f"{k}={v:.4f}" for k, v in record.items() if k not in ("epoch",))
             self.log(f"epoch {epoch + 1}/{self.max_epochs}  {shown}")
         return self.history()
