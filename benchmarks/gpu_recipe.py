@@ -7,7 +7,7 @@ per epoch the training throughput and the validation rank-1 (held-out training i
 Each loss trains with tools/train.py into <--out>/<loss>; a share that ends mid-epoch keeps the
 finished epochs (their checkpoints resume with `tools/train.py ... --resume`).
 
-  python benchmarks/gpu_recipe.py --data_dir=DATA --out=/tmp/gpu_recipe --minutes=8
+  python benchmarks/gpu_recipe.py --data_dir=DATA --out=runs/gpu_recipe --minutes=8
 
 Each share includes the run's start-up (loading and checking the dataset, building the model:
 about a minute on 2 loaded cores, seconds on a GPU machine). Images/s counts the epoch's training images (steps x 128) over the epoch's wall time including
@@ -39,7 +39,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_dir", default=os.environ.get("TFREID_DATA"))
     parser.add_argument("--weights_dir", default=os.environ.get("TFREID_WEIGHTS"))
-    parser.add_argument("--out", default="/tmp/tfreid_gpu_recipe")
+    parser.add_argument("--out", default="runs/gpu_recipe")
     parser.add_argument("--minutes", type=float, default=8.0, help="wall clock for all three losses")
     parser.add_argument("--losses", default=",".join(LOSSES))
     parser.add_argument("--cpu", action="store_true", help="run even without a GPU")

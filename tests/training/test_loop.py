@@ -122,9 +122,8 @@ def test_a_kill_at_the_end_of_an_epoch_loses_no_history_line(tmp_path, monkeypat
     def save_then_kill(checkpoint_number):
         calls.append(checkpoint_number)
         if checkpoint_number == 2:  # epoch 2 (index 1): its history line is already written
-            if killed == "before_checkpoint":
-                raise KeyboardInterrupt("simulated kill")
-            save(checkpoint_number=checkpoint_number)
+            if killed == "after_checkpoint":
+                save(checkpoint_number=checkpoint_number)
             raise KeyboardInterrupt("simulated kill")
         return save(checkpoint_number=checkpoint_number)
 
